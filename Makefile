@@ -1,0 +1,46 @@
+# Set-up installs into .venv: the CPU PyTorch wheel where no CUDA GPU is present (a plain
+# `torch` requirement would pull a multi-GB CUDA build), the package with its dev extra, and,
+# when running as root, the Debian Fashion-MNIST package used by the benchmarks.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+# Extra pip options for the torch install, e.g. TORCH_PIP_ARGS="--index-url <your CPU wheel index>"
+TORCH_PIP_ARGS ?=
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "CUDA GPU found: installing torch from the package index"; \
+		$(BIN)/pip install -q "torch>=2.4"; \
+	else \
+		echo "no CUDA GPU: installing the CPU build $(TORCH_SPEC)"; \
+		$(BIN)/pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"; \
+	fi
+	$(BIN)/pip install -q -e ".[dev]"
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
+		echo "Fashion-MNIST: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		&& echo "Fashion-MNIST: installed" \
+		|| echo "Fashion-MNIST: apt-get failed; digits and the other built-in sets still work"; \
+	else \
+		echo "Fashion-MNIST: skipped (needs root: sudo apt-get install -y dataset-fashion-mnist)"; \
+	fi
+
+demo: setup
+	$(BIN)/obliviate demo
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+bench: setup
+	$(BIN)/python benchmarks/core.py
+
+clean:
+	rm -rf $(VENV) runs

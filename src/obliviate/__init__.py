@@ -1,0 +1,33 @@
+"""obliviate: machine unlearning you can prove.
+
+Remove the effect of chosen training data from a trained model, cheaply, and show against a
+model retrained without that data (the oracle) that it is gone.
+"""
+
+__version__ = "0.1.0"
+
+from . import data as datasets
+from . import methods, metrics, models, objectives
+from .data import ForgetSplit
+from .evaluation import Report, evaluate
+from .methods import UnlearningResult, unlearn
+from .models import load_model, save_model
+from .models.log import training_log
+from .train import Recipe, train
+
+__all__ = [
+    "ForgetSplit",
+    "Recipe",
+    "Report",
+    "UnlearningResult",
+    "datasets",
+    "evaluate",
+    "load_model",
+    "methods",
+    "metrics",
+    "models",
+    "save_model",
+    "train",
+    "training_log",
+    "unlearn",
+]

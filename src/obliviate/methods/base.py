@@ -1,0 +1,175 @@
+"""The method interface, its registry, and the run context every method receives."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..data.datasets import subset
+from ..data.splits import ForgetSplit
+from ..objectives import Task
+from ..train.loop import NonFiniteLoss
+from ..train.recipe import Recipe, make_optimizer
+
+
+class Diverged(RuntimeError):
+    """A method's update went non-finite or collapsed utility; the last safe checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base of every method's hyper-parameters; common fields are range-checked here, once."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None:  # None means "not set": e.g. retrain's epochs defaults to the recipe's
+                continue
+            if f.name in ("lr", "temperature") and not (isinstance(v, (int, float)) and v > 0):
+                raise ValueError(f"{f.name} must be > 0, got {v!r}")
+            if (f.name == "epochs" or f.name.endswith("batch_size")) and not (isinstance(v, int) and v >= 1):
+                raise ValueError(f"{f.name} must be an integer >= 1, got {v!r}")
+            if f.name in ("beta",) and not 0 <= v <= 1:
+                raise ValueError(f"{f.name} must be in [0, 1], got {v!r}")
+
+
+@dataclass(frozen=True)
+class OptimParams(Params):
+    """Optimiser fields shared by the training-based methods."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    epochs: int = 1
+    batch_size: int = 64
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return make_optimizer(self.optimizer, model.parameters(), self.lr, self.momentum, self.weight_decay)
+
+
+@dataclass
+class Context:
+    """Everything a method may use. ``original`` is a frozen eval-mode copy (the teacher)."""
+
+    task: Task
+    train: Dataset
+    split: ForgetSplit
+    retain: Dataset
+    forget: Dataset
+    original: nn.Module
+    device: torch.device
+    seed: int
+    generator: torch.Generator
+    progress: bool | None = None
+    val: Dataset | None = None
+    recipe: Recipe | None = None
+    collapse_drop: float | None = 0.25
+    history: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    safe_state: dict[str, torch.Tensor] | None = None
+    _probe: Any = None
+    _probe_ref: float | None = None
+
+    def checkpoint(self, model: nn.Module) -> None:
+        """Remember ``model``'s weights as the state to fall back to if a later step diverges."""
+        self.safe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def check_loss(self, loss: torch.Tensor, where: str) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite loss in {where}")
+
+    def retain_probe_accuracy(self, model: nn.Module) -> float:
+        """Accuracy on a fixed sample of <= 512 retain examples: a cheap utility-collapse alarm."""
+        if self._probe is None:
+            g = torch.Generator().manual_seed(self.seed)
+            ids = torch.randperm(len(self.retain), generator=g)[:512]
+            self._probe = subset(self.retain, ids)
+        was_training = model.training
+        model.eval()
+        hits, n = 0.0, 0
+        with torch.no_grad():
+            for _, batch in self.task.batches(self._probe, 512):
+                batch = self.task.to(batch, self.device)
+                correct = self.task.correct(self.task.logits(model, batch), batch)
+                hits, n = hits + float(correct.sum()), n + correct.numel()
+        model.train(was_training)
+        return hits / max(n, 1)
+
+    def end_epoch(self, model: nn.Module, epoch: int, **metrics: float) -> None:
+        """Log an epoch, check for divergence / utility collapse, then checkpoint the safe state."""
+        for name, value in model.state_dict().items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise NonFiniteLoss(f"non-finite weights ({name}) after epoch {epoch}")
+        row = {"epoch": epoch, **metrics}
+        if self.collapse_drop is not None:
+            if self._probe_ref is None:
+                self._probe_ref = self.retain_probe_accuracy(self.original)
+            acc = self.retain_probe_accuracy(model)
+            row["retain_probe_acc"] = acc
+            if acc < self._probe_ref - self.collapse_drop:
+                self.history.append(row)
+                raise Diverged(
+                    f"retain accuracy collapsed to {acc:.3f} (original {self._probe_ref:.3f}) after epoch {epoch}"
+                )
+        self.history.append(row)
+        self.checkpoint(model)
+
+
+class Method:
+    """An unlearning algorithm: a frozen ``Params`` dataclass and a ``run`` returning the model.
+
+    ``run`` receives a private copy of the original and may update it in place.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    needs_forget: ClassVar[bool] = True
+
+    def __init__(self, **overrides: Any) -> None:
+        valid = {f.name for f in dataclasses.fields(self.Params)}
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for method {self.name!r}; valid: {sorted(valid)}")
+        self.params = self.Params(**overrides)
+
+    def run(self, model: nn.Module, ctx: Context) -> nn.Module:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def param_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.params)
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"method name {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    """Registered method names."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Method]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; available: {available()}")
+    return _REGISTRY[name]
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode, gradient-free deep copy (teachers and references)."""
+    teacher = copy.deepcopy(model).eval()
+    teacher.requires_grad_(False)
+    return teacher

@@ -1,0 +1,56 @@
+"""``neggrad+``: descend on the retain set while ascending on the forget set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..data.loading import endless_batches
+from ..utils import progress_bar
+from .base import Context, Method, OptimParams, register
+from .common import ascent_loss, forward_losses, step
+
+
+@register
+class NegGradPlus(Method):
+    """Loss ``beta * CE(D_r batch) - (1 - beta) * CE(D_f batch)``, one step per retain batch with the
+    forget batches cycled (Kurmanji et al. 2023, SCRUB repo ``train_negrad``; reference §3.3).
+
+    Papers: beta 0.95-0.9999, SGD lr 0.01, 5-10 epochs. The forget term is capped per example at
+    ``loss_cap`` nats (see :func:`~obliviate.methods.common.ascent_loss`): uncapped, class
+    forgetting collapses the model or goes NaN (reference/calibration.md). The cap makes a larger
+    forget weight safe, which our 2-epoch default needs: beta 0.8, lr 0.03 (digits: beta >= 0.9
+    left random forget sets untouched).
+    """
+
+    name = "neggrad+"
+
+    @dataclass(frozen=True)
+    class Params(OptimParams):
+        beta: float = 0.8
+        lr: float = 0.03
+        epochs: int = 2
+        forget_batch_size: int = 64
+        loss_cap: float | None = 5.0
+
+    def run(self, model: nn.Module, ctx: Context) -> nn.Module:
+        p = self.params
+        opt = p.make_optimizer(model)
+        forget_batches = endless_batches(ctx.forget, p.forget_batch_size, ctx.generator)
+        bar = progress_bar(p.epochs, "neggrad+", ctx.progress)
+        for epoch in range(p.epochs):
+            model.train()
+            r_total = f_total = 0.0
+            for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
+                _, r_losses = forward_losses(model, ctx, batch)
+                _, f_losses = forward_losses(model, ctx, next(forget_batches)[1])
+                loss = p.beta * r_losses.mean() + (1 - p.beta) * ascent_loss(f_losses, p.loss_cap)
+                step(opt, loss, ctx, "neggrad+")
+                r_total += float(r_losses.detach().mean())
+                f_total += float(f_losses.detach().mean())
+            steps = max(1, -(-len(ctx.retain) // p.batch_size))
+            ctx.end_epoch(model, epoch, retain_loss=r_total / steps, forget_loss=f_total / steps)
+            bar.update()
+        bar.close()
+        return model

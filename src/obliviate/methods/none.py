@@ -1,0 +1,23 @@
+"""``none``: do nothing — the stale baseline every method must beat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .base import Context, Method, Params, register
+
+
+@register
+class Nothing(Method):
+    """Return an unchanged copy of the original (cost 0); its gap to the oracle is the problem size."""
+
+    name = "none"
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        pass
+
+    def run(self, model: nn.Module, ctx: Context) -> nn.Module:
+        return model

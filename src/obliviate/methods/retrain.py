@@ -1,0 +1,32 @@
+"""``retrain``: exact unlearning by retraining from scratch on the retain set (the oracle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..train.loop import train
+from .base import Context, Method, Params, register
+
+
+@register
+class Retrain(Method):
+    """Re-initialise and train on D_r with the original recipe (reference §3.1); cost 1x by definition.
+
+    The recipe comes from ``unlearn(..., recipe=...)`` or from the training log of a model trained
+    by :func:`obliviate.train`. ``epochs`` overrides the recipe's epoch count when given.
+    """
+
+    name = "retrain"
+    needs_forget = False
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        epochs: int | None = None
+
+    def run(self, model: nn.Module, ctx: Context) -> nn.Module:
+        if ctx.recipe is None:
+            raise ValueError("retrain needs the training recipe: pass recipe= to unlearn()")
+        recipe = ctx.recipe if self.params.epochs is None else ctx.recipe.replace(epochs=self.params.epochs)
+        return train(recipe, ctx.retain, seed=ctx.seed, device=ctx.device, progress=ctx.progress, task=ctx.task)

@@ -1,0 +1,106 @@
+"""Small reference architectures, built by name so recipes and manifests stay plain data."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    """Flatten -> (Linear -> ReLU) x len(hidden) -> Linear. The unit-test and tabular workhorse."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (128,)):
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(input_shape)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        super().__init__(*layers)
+
+
+class SmallCNN(nn.Sequential):
+    """Two conv blocks (conv3x3 -> ReLU -> maxpool2) and a hidden fc layer.
+
+    With widths (16, 32) and fc 64 on 28x28 inputs this is the ~106k-parameter CNN of the
+    calibration runs (reference/calibration.md).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        widths: tuple[int, ...] = (16, 32),
+        fc: int = 64,
+    ):
+        c, h, w = input_shape
+        layers: list[nn.Module] = []
+        for width in widths:
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c, h, w = width, h // 2, w // 2
+        layers += [nn.Flatten(), nn.Linear(c * h * w, fc), nn.ReLU(), nn.Linear(fc, num_classes)]
+        super().__init__(*layers)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR-style ResNet-18 (3x3 stem, no max-pool), the architecture of the SalUn/RUM benchmarks."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 64):
+        super().__init__()
+        c = input_shape[0]
+        self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        blocks, cin = [], width
+        for i, cout in enumerate([width, 2 * width, 4 * width, 8 * width]):
+            stride = 1 if i == 0 else 2
+            blocks += [_BasicBlock(cin, cout, stride), _BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(self.pool(self.layers(x)), 1))
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "cnn": SmallCNN,
+    "resnet18": ResNet18,
+}
+
+
+def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
+    """Instantiate a registered architecture (``mlp``, ``cnn``, ``resnet18``)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; available: {sorted(ARCHITECTURES)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    model = ARCHITECTURES[name](tuple(input_shape), num_classes, **kwargs)
+    # Plain-data description kept on the module so a saved checkpoint can be rebuilt by name.
+    model.obliviate_spec = {
+        "architecture": name,
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+    }
+    return model

@@ -1,0 +1,78 @@
+"""Saving and reloading models: ``model.safetensors`` + ``manifest.json`` in one folder."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..io import load_state, read_json, save_state, write_json
+from .architectures import build
+from .log import TrainingLog, training_log
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    from .. import __version__
+
+    return {
+        "obliviate": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_model(model: nn.Module, folder: str | Path, manifest: dict[str, Any] | None = None) -> Path:
+    """Write weights (safetensors) and a JSON manifest (architecture, versions, caller's fields)."""
+    folder = Path(folder)
+    full = {"versions": versions(), **(manifest or {})}
+    spec = getattr(model, "obliviate_spec", None)
+    if spec is not None:
+        full.setdefault("model", spec)
+    log = training_log(model)
+    if log is not None:
+        full.setdefault(
+            "training",
+            {"recipe": log.recipe, "seed": log.seed, "seconds": log.seconds,
+             "n_examples": log.n_examples, "dataset": log.dataset},
+        )
+        if log.confidence.numel():
+            save_state({"confidence": log.confidence}, folder / "learning_events.safetensors")
+    save_state(model.state_dict(), folder / "model.safetensors")
+    write_json(folder / "manifest.json", full)
+    return folder
+
+
+def load_model(folder: str | Path, model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a saved model and its manifest.
+
+    Pass ``model`` (an instance of the right architecture) for user-defined modules; built-in
+    architectures are rebuilt from the manifest. Weights are read with safetensors only.
+    """
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.exists() else {}
+    state = load_state(folder / "model.safetensors")
+    if model is None:
+        spec = manifest.get("model")
+        if not spec:
+            raise ValueError(f"{folder} has no architecture in its manifest; pass model= to load into")
+        model = build(spec["architecture"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"])
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"checkpoint {folder} does not fit the model: {e}") from None
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {folder} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    if "training" in manifest:
+        events = folder / "learning_events.safetensors"
+        conf = load_state(events)["confidence"] if events.exists() else torch.empty(0)
+        model.obliviate_log = TrainingLog(**manifest["training"], confidence=conf)
+    return model, manifest

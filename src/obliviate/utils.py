@@ -1,0 +1,36 @@
+"""Small shared helpers: device choice and seeded RNG scopes."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU; every entry point accepts ``device=`` to override."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    return default_device() if device is None else torch.device(device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[torch.Generator]:
+    """Run a block under ``torch.manual_seed(seed)`` without disturbing the caller's global RNG.
+
+    Yields a CPU generator (seeded from ``seed``) for data order and random labels, so shuffling
+    does not depend on how many random numbers the model's initialisation consumed.
+    """
+    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed + 7919)
+
+
+def progress_bar(total: int, desc: str, progress: bool | None) -> tqdm:
+    """A tqdm bar: ``progress=None`` shows it only on a terminal, True/False force it on/off."""
+    return tqdm(total=total, desc=desc, disable=None if progress is None else not progress, leave=False)

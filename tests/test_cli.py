@@ -1,0 +1,55 @@
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+import obliviate as ob
+from obliviate.cli import app
+
+runner = CliRunner()
+
+
+def test_demo_writes_table_results_and_models(tmp_path):
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--methods", "neggrad+,scrub", "--epochs", "10", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "oracle (retrain)" in res.output and "neggrad+" in res.output
+    table = pd.read_csv(out / "results.csv")
+    assert table["method"].tolist() == ["oracle (retrain)", "none", "neggrad+", "scrub"]
+    assert (table["speedup"] > 1).all() or table.loc[0, "speedup"] == 1
+    meta = json.loads((out / "results.json").read_text())
+    assert meta["split_hash"] == ob.ForgetSplit.load(out / "split.json").hash
+    loaded = ob.UnlearningResult.load(out / "models" / "scrub")
+    assert loaded.method == "scrub" and loaded.split_hash == meta["split_hash"]
+    model, manifest = ob.load_model(out / "models" / "oracle")
+    assert manifest["role"] == "oracle"
+
+
+def test_train_then_unlearn_from_an_id_file(tmp_path):
+    res = runner.invoke(app, ["train", "--epochs", "5", "--out", str(tmp_path / "orig")])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "ids.txt").write_text("\n".join(map(str, range(0, 100, 3))))
+    res = runner.invoke(
+        app,
+        ["unlearn", str(tmp_path / "orig"), "--forget-ids", str(tmp_path / "ids.txt"), "--method", "neggrad+",
+         "--param", "epochs=1", "--param", "lr=0.01", "--out", str(tmp_path / "un")],
+    )
+    assert res.exit_code == 0, res.output
+    result = ob.UnlearningResult.load(tmp_path / "un")
+    assert result.params["epochs"] == 1 and result.params["lr"] == 0.01
+
+
+def test_cli_bad_input_exits_with_a_message(tmp_path):
+    runner.invoke(app, ["train", "--epochs", "1", "--out", str(tmp_path / "orig")])
+    (tmp_path / "ids.txt").write_text("1\n1\n")
+    res = runner.invoke(app, ["unlearn", str(tmp_path / "orig"), "--forget-ids", str(tmp_path / "ids.txt")])
+    assert res.exit_code == 2 and "duplicates" in res.output
+    res = runner.invoke(app, ["demo", "--methods", "nope"])
+    assert res.exit_code == 2 and "unknown method" in res.output
+    res = runner.invoke(app, ["unlearn", str(tmp_path / "orig"), "--forget", "random:0.1", "--param", "lr"])
+    assert res.exit_code != 0
+
+
+def test_methods_command_lists_registry():
+    res = runner.invoke(app, ["methods"])
+    assert res.exit_code == 0 and "scrub+r" in res.output

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+import obliviate as ob
+
+
+def test_loss_mia_is_chance_on_identical_distributions():
+    rng = np.random.default_rng(0)
+    assert abs(ob.metrics.loss_mia(rng.exponential(size=400), rng.exponential(size=400)) - 0.5) < 0.07
+
+
+def test_loss_mia_is_perfect_on_separable_losses():
+    rng = np.random.default_rng(0)
+    members = rng.uniform(0, 0.1, 300)
+    non_members = rng.uniform(1, 2, 300)
+    assert ob.metrics.loss_mia(members, non_members) > 0.98
+
+
+def test_loss_mia_balances_classes():
+    """A 10:1 imbalance must not let 'always member' score 0.91."""
+    rng = np.random.default_rng(1)
+    assert abs(ob.metrics.loss_mia(rng.normal(size=1000), rng.normal(size=100)) - 0.5) < 0.1
+
+
+def test_loss_mia_needs_examples():
+    with pytest.raises(ValueError, match="at least 2"):
+        ob.metrics.loss_mia(np.array([0.1]), np.array([0.2, 0.3]))
+
+
+def test_accuracy():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    assert ob.metrics.accuracy(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+def test_evaluate_reports_values_oracle_and_gaps(digits, recipe, original, random_split):
+    oracle = ob.train(recipe, random_split.retain_set(digits.train), seed=0, progress=False)
+    report = ob.evaluate(original, digits, random_split, oracle=oracle)
+    assert set(report) == {"forget_acc", "retain_acc", "test_acc", "mia"}
+    assert report["forget_acc"] > 0.95  # the original saw these examples
+    assert report.gap("forget_acc") == pytest.approx(abs(report["forget_acc"] - report.oracle["forget_acc"]))
+    frame = report.to_frame()
+    assert list(frame.columns) == ["metric", "value", "oracle", "gap"] and len(frame) == 4
+    self_report = ob.evaluate(oracle, digits, random_split, oracle=oracle)
+    assert all(self_report.gap(k) == 0 for k in self_report)
+
+
+def test_class_forgetting_test_accuracy_excludes_the_class(digits, original, class_split):
+    report = ob.evaluate(original, digits, class_split)
+    assert "forgotten_class_test_acc" in report
+    views = ob.evaluation.split_views(digits, class_split)
+    assert not (views["test"].y == 3).any() and (views["forgotten_class_test"].y == 3).all()
+    assert len(views["test"]) + len(views["forgotten_class_test"]) == len(digits.test)
