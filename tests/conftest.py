@@ -11,7 +11,7 @@ import torch
 
 import obliviate as ob
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("OBLIVIATE_THREADS", "2")))
 
 
 @pytest.fixture(scope="session")

@@ -36,13 +36,15 @@ def test_accuracy():
 def test_evaluate_reports_values_oracle_and_gaps(digits, recipe, original, random_split):
     oracle = ob.train(recipe, random_split.retain_set(digits.train), seed=0, progress=False)
     report = ob.evaluate(original, digits, random_split, oracle=oracle)
-    assert set(report) == {"forget_acc", "retain_acc", "test_acc", "mia"}
+    assert {"forget_acc", "retain_acc", "test_acc", "mia", "mia_efficacy", "kl_forget", "tow", "avg_gap"} <= set(report)
+    assert "forgotten_class_test_acc" not in report  # random forgetting
     assert report["forget_acc"] > 0.95  # the original saw these examples
     assert report.gap("forget_acc") == pytest.approx(abs(report["forget_acc"] - report.oracle["forget_acc"]))
     frame = report.to_frame()
-    assert list(frame.columns) == ["metric", "value", "oracle", "gap"] and len(frame) == 4
+    assert list(frame.columns) == ["metric", "value", "oracle", "gap", "floor", "ideal", "higher_is_better"]
     self_report = ob.evaluate(oracle, digits, random_split, oracle=oracle)
-    assert all(self_report.gap(k) == 0 for k in self_report)
+    assert all(self_report.gap(k) == 0 for k in self_report if k not in ("tow", "tow_mia"))
+    assert self_report["tow"] == 1 and self_report["kl_forget"] == pytest.approx(0, abs=1e-6)
 
 
 def test_class_forgetting_test_accuracy_excludes_the_class(digits, original, class_split):

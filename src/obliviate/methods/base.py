@@ -31,7 +31,7 @@ class Params:
             v = getattr(self, f.name)
             if v is None:  # None means "not set": e.g. retrain's epochs defaults to the recipe's
                 continue
-            if f.name in ("lr", "temperature") and not (isinstance(v, (int, float)) and v > 0):
+            if f.name in ("lr", "temperature", "grad_clip") and not (isinstance(v, (int, float)) and v > 0):
                 raise ValueError(f"{f.name} must be > 0, got {v!r}")
             if (f.name == "epochs" or f.name.endswith("batch_size")) and not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{f.name} must be an integer >= 1, got {v!r}")
@@ -49,6 +49,7 @@ class OptimParams(Params):
     weight_decay: float = 5e-4
     epochs: int = 1
     batch_size: int = 64
+    grad_clip: float | None = None
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return make_optimizer(self.optimizer, model.parameters(), self.lr, self.momentum, self.weight_decay)
@@ -71,11 +72,13 @@ class Context:
     val: Dataset | None = None
     recipe: Recipe | None = None
     collapse_drop: float | None = 0.25
+    check_every: int = 25
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     safe_state: dict[str, torch.Tensor] | None = None
     _probe: Any = None
     _probe_ref: float | None = None
+    _steps: int = 0
 
     def checkpoint(self, model: nn.Module) -> None:
         """Remember ``model``'s weights as the state to fall back to if a later step diverges."""
@@ -102,24 +105,37 @@ class Context:
         model.train(was_training)
         return hits / max(n, 1)
 
-    def end_epoch(self, model: nn.Module, epoch: int, **metrics: float) -> None:
-        """Log an epoch, check for divergence / utility collapse, then checkpoint the safe state."""
+    def _guard(self, model: nn.Module, where: str) -> float | None:
+        """Raise if weights are non-finite or retain accuracy collapsed; else checkpoint."""
         for name, value in model.state_dict().items():
             if value.is_floating_point() and not torch.isfinite(value).all():
-                raise NonFiniteLoss(f"non-finite weights ({name}) after epoch {epoch}")
-        row = {"epoch": epoch, **metrics}
+                raise NonFiniteLoss(f"non-finite weights ({name}) {where}")
+        acc = None
         if self.collapse_drop is not None:
             if self._probe_ref is None:
                 self._probe_ref = self.retain_probe_accuracy(self.original)
             acc = self.retain_probe_accuracy(model)
-            row["retain_probe_acc"] = acc
             if acc < self._probe_ref - self.collapse_drop:
-                self.history.append(row)
-                raise Diverged(
-                    f"retain accuracy collapsed to {acc:.3f} (original {self._probe_ref:.3f}) after epoch {epoch}"
-                )
-        self.history.append(row)
+                raise Diverged(f"retain accuracy collapsed to {acc:.3f} (original {self._probe_ref:.3f}) {where}")
         self.checkpoint(model)
+        return acc
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called by methods after every optimiser step: every ``check_every`` steps, guard and
+        checkpoint, so a run that collapses mid-epoch keeps the progress made before it."""
+        self._steps += 1
+        if self.check_every and self._steps % self.check_every == 0:
+            self._guard(model, f"at step {self._steps}")
+
+    def end_epoch(self, model: nn.Module, epoch: int, **metrics: float) -> None:
+        """Log an epoch, check for divergence / utility collapse, then checkpoint the safe state."""
+        row = {"epoch": epoch, **metrics}
+        try:
+            acc = self._guard(model, f"after epoch {epoch}")
+        finally:
+            self.history.append(row)
+        if acc is not None:
+            row["retain_probe_acc"] = acc
 
 
 class Method:
@@ -131,6 +147,9 @@ class Method:
     name: ClassVar[str]
     Params: ClassVar[type[Params]]
     needs_forget: ClassVar[bool] = True
+    #: False for methods that damage the model on purpose within an epoch and repair it later in
+    #: the same epoch (random-label): their collapse check runs at epoch ends only.
+    guard_steps: ClassVar[bool] = True
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.Params)}

@@ -15,15 +15,18 @@ from .common import forward_losses, step
 class RandomLabel(Method):
     """Each epoch: one pass over D_f with labels drawn uniformly over all classes (the true label
     is not excluded), minimising CE, then one pass over D_r with true labels (SalUn's ``RL.py``;
-    reference §3.4). Papers: lr 0.01-0.1, 10 epochs of a 160-epoch schedule; calibration: lr 0.01,
-    1 epoch was best on Fashion-MNIST.
+    reference §3.4). Papers: lr 0.01-0.1, 10 epochs of a 160-epoch schedule. Default SGD lr 3e-3,
+    1 epoch: measured, it forgets a class on digits and Fashion-MNIST with test within 1 point;
+    on random Fashion-MNIST forget sets it over-forgets (test -3 points), where lr 0.01 with
+    ``grad_clip=1`` matched the oracle within 1.3 points.
     """
 
     name = "random-label"
+    guard_steps = False  # the forget pass degrades the model by design; the retain pass repairs it
 
     @dataclass(frozen=True)
     class Params(OptimParams):
-        lr: float = 0.01
+        lr: float = 3e-3
         epochs: int = 1
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
@@ -35,11 +38,11 @@ class RandomLabel(Method):
             f_total = r_total = 0.0
             for _, batch in ctx.task.batches(ctx.forget, p.batch_size, shuffle=True, generator=ctx.generator):
                 _, losses = forward_losses(model, ctx, ctx.task.relabel(batch, ctx.generator))
-                step(opt, losses.mean(), ctx, "random-label forget pass")
+                step(model, opt, losses.mean(), ctx, "random-label forget pass", p.grad_clip)
                 f_total += float(losses.detach().sum())
             for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
                 _, losses = forward_losses(model, ctx, batch)
-                step(opt, losses.mean(), ctx, "random-label retain pass")
+                step(model, opt, losses.mean(), ctx, "random-label retain pass", p.grad_clip)
                 r_total += float(losses.detach().sum())
             ctx.end_epoch(model, epoch, forget_loss=f_total / len(ctx.forget), retain_loss=r_total / len(ctx.retain))
             bar.update()

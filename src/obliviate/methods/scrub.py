@@ -12,7 +12,7 @@ from torch import nn
 from ..data.datasets import labels_of, subset
 from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import ascent_loss, forward_losses, step
+from .common import ascent_batch_size, ascent_loss, forward_losses, step
 
 
 @register
@@ -37,16 +37,17 @@ class Scrub(Method):
 
     @dataclass(frozen=True)
     class Params(OptimParams):
-        lr: float = 0.03
+        lr: float = 0.02
         epochs: int = 3
         max_epochs: int = 2
         temperature: float = 4.0
         alpha: float = 0.001
         gamma: float = 0.99
-        batch_size: int = 64
-        forget_batch_size: int = 32
+        batch_size: int = 128
+        forget_batch_size: int | None = None
         milestones: tuple[int, ...] = (3, 5, 9)
         kl_cap: float | None = 10.0
+        grad_clip: float | None = 1.0
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         for _ in self.epochs(model, ctx):
@@ -58,6 +59,7 @@ class Scrub(Method):
         p = self.params
         opt = p.make_optimizer(model)
         teacher, task = ctx.original, ctx.task
+        forget_bs = ascent_batch_size(len(ctx.forget), p.forget_batch_size)
         bar = progress_bar(p.epochs, "scrub", ctx.progress)
         for e in range(1, p.epochs + 1):
             for group in opt.param_groups:
@@ -65,12 +67,12 @@ class Scrub(Method):
             model.train()
             f_kl = r_total = 0.0
             if e <= p.max_epochs:
-                for _, batch in task.batches(ctx.forget, p.forget_batch_size, shuffle=True, generator=ctx.generator):
+                for _, batch in task.batches(ctx.forget, forget_bs, shuffle=True, generator=ctx.generator):
                     batch = task.to(batch, ctx.device)
                     with torch.no_grad():
                         t_logits = task.logits(teacher, batch)
                     kl = task.kd_loss(task.logits(model, batch), t_logits, batch, p.temperature)
-                    step(opt, ascent_loss(kl, p.kl_cap), ctx, "scrub max-step")
+                    step(model, opt, ascent_loss(kl, p.kl_cap), ctx, "scrub max-step", p.grad_clip)
                     kl = kl.mean()
                     f_kl += float(kl.detach())
             for _, batch in task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
@@ -79,7 +81,7 @@ class Scrub(Method):
                     t_logits = task.logits(teacher, task.to(batch, ctx.device))
                 kl = task.kd_loss(logits, t_logits, batch, p.temperature).mean()
                 loss = p.gamma * losses.mean() + p.alpha * kl
-                step(opt, loss, ctx, "scrub min-step")
+                step(model, opt, loss, ctx, "scrub min-step", p.grad_clip)
                 r_total += float(loss.detach())
             ctx.end_epoch(model, e, forget_kl=f_kl, retain_loss=r_total)
             bar.update()

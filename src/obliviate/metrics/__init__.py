@@ -1,6 +1,16 @@
-"""Metrics as pure functions over logits, losses and labels. Imports nothing above this layer."""
+"""Metrics as pure functions over logits, losses and labels, plus the metric catalogue.
+
+Imports nothing above this layer.
+"""
 
 from .accuracy import accuracy
-from .mia import loss_mia
+from .catalogue import METRICS, Metric, Outputs, available
+from .composite import avg_gap, tow, tow_mia
+from .divergence import activation_distance, disagreement, js_divergence, kl, symmetric_kl, zrf
+from .mia import attack_features, entropy_mia, loss_mia, mia_efficacy, threshold_attack
 
-__all__ = ["accuracy", "loss_mia"]
+__all__ = [
+    "METRICS", "Metric", "Outputs", "accuracy", "activation_distance", "attack_features", "available", "avg_gap",
+    "disagreement", "entropy_mia", "js_divergence", "kl", "loss_mia", "mia_efficacy", "symmetric_kl",
+    "threshold_attack", "tow", "tow_mia", "zrf",
+]
