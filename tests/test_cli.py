@@ -13,10 +13,12 @@ def test_demo_writes_table_results_and_models(tmp_path):
     out = tmp_path / "demo"
     res = runner.invoke(app, ["demo", "--methods", "neggrad+,scrub", "--epochs", "10", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "oracle (retrain)" in res.output and "neggrad+" in res.output
+    assert "oracle (retrain)" in res.output and "noise floor" in res.output
     table = pd.read_csv(out / "results.csv")
-    assert table["method"].tolist() == ["oracle (retrain)", "none", "neggrad+", "scrub"]
-    assert (table["speedup"] > 1).all() or table.loc[0, "speedup"] == 1
+    assert table["method"].tolist() == ["oracle (retrain)", "oracle #2 (floor)", "none", "neggrad+", "scrub"]
+    methods = table.set_index("method")
+    assert methods.loc["none", "cost_ratio"] < 0.05 and methods.loc["oracle (retrain)", "cost_ratio"] == 1
+    assert methods.loc["oracle #2 (floor)", "tow"] > 0.9 and "kl_forget" in table.columns
     meta = json.loads((out / "results.json").read_text())
     assert meta["split_hash"] == ob.ForgetSplit.load(out / "split.json").hash
     loaded = ob.UnlearningResult.load(out / "models" / "scrub")
@@ -53,3 +55,19 @@ def test_cli_bad_input_exits_with_a_message(tmp_path):
 def test_methods_command_lists_registry():
     res = runner.invoke(app, ["methods"])
     assert res.exit_code == 0 and "scrub+r" in res.output
+
+
+def test_evaluate_command_against_saved_oracles(tmp_path):
+    out = tmp_path / "demo"
+    assert runner.invoke(app, ["demo", "--methods", "neggrad+", "--epochs", "5", "--out", str(out)]).exit_code == 0
+    res = runner.invoke(
+        app,
+        ["evaluate", str(out / "models" / "neggrad+"), "--oracle", str(out / "models" / "oracle"),
+         "--oracle", str(out / "models" / "retrain"), "--split", str(out / "split.json"),
+         "--dataset", "digits", "--out", str(tmp_path / "report.csv")],
+    )
+    assert res.exit_code == 0, res.output
+    frame = pd.read_csv(tmp_path / "report.csv")
+    assert {"forget_acc", "kl_forget", "tow"} <= set(frame["metric"]) and frame["floor"].notna().any()
+    res = runner.invoke(app, ["evaluate", str(out / "models" / "none"), "--dataset", "digits"])
+    assert res.exit_code == 2 and "exactly one" in res.output

@@ -177,10 +177,10 @@ def evaluate(
     :func:`obliviate.evaluation.protocols.neurips23`).
     """
     if protocol == "neurips23":
-        from .protocols import neurips23
-
         if method is None:
             raise ValueError('protocol="neurips23" needs method= (the method to re-run)')
+        from .protocols import neurips23
+
         return neurips23(_unwrap(model)[0], data, split, method=method, n_models=n_models, seed=seed,
                          device=device, **method_overrides)
     if protocol != "oracle":
