@@ -9,7 +9,7 @@ and cost as a percentage of retraining, then check the acceptance criteria:
 * class forgetting: scrub and neggrad+ reach forget accuracy <= 5% with retained-class test
   accuracy within 3 points of the oracle's.
 
-Usage: python benchmarks/core.py [--datasets digits,fashion-mnist] [--seeds 0,1,2] [--out DIR]
+Usage: python benchmarks/core.py [--datasets digits,fashion-mnist] [--seeds 0,1,2] [--epochs N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import torch
 import obliviate as ob
 
 METHODS = ["none", "finetune", "neggrad", "neggrad+", "random-label", "scrub", "scrub+r"]
-EPOCHS = {"digits": None, "fashion-mnist": 5}  # None = the recipe's default
 
 
 def run_cell(data: ob.datasets.Data, forget: str, seed: int, epochs: int | None) -> list[dict]:
@@ -102,6 +101,7 @@ def main() -> None:
     ap.add_argument("--forget", default="random:0.1,class:3")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipes' training epochs")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,7 +112,7 @@ def main() -> None:
         for forget in args.forget.split(","):
             for seed in map(int, args.seeds.split(",")):
                 start = time.perf_counter()
-                rows += run_cell(data, forget, seed, EPOCHS.get(name))
+                rows += run_cell(data, forget, seed, args.epochs)
                 print(f"{name} {forget} seed {seed}: {time.perf_counter() - start:.0f}s", flush=True)
                 df = pd.DataFrame(rows)
                 df.to_csv(args.out / "core.csv", index=False)

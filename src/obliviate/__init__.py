@@ -13,9 +13,10 @@ from .evaluation import Report, evaluate
 from .methods import UnlearningResult, unlearn
 from .models import load_model, save_model
 from .models.log import training_log
-from .train import Recipe, train
+from .train import Ensemble, Recipe, train, train_ensemble
 
 __all__ = [
+    "Ensemble",
     "ForgetSplit",
     "Recipe",
     "Report",
@@ -28,6 +29,7 @@ __all__ = [
     "models",
     "save_model",
     "train",
+    "train_ensemble",
     "training_log",
     "unlearn",
 ]
