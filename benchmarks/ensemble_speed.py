@@ -12,7 +12,8 @@ for the default digits recipe (MLP 64-256-10, Adam, 40 epochs) and for the small
 (``Recipe.default_for`` settings for small images: Adam 1e-3, batch 128, 12 epochs) on 1x8x8
 digits, and checks that member 0 matches sequential seed 0 (max weight difference, test agreement).
 
-Usage: python benchmarks/ensemble_speed.py [--k 64] [--threads 2] [--sequential 64] [--no-cnn]
+Usage: python benchmarks/ensemble_speed.py [--k 64] [--threads 2] [--sequential 64] [--chunk-size N]
+       [--no-cnn] [--no-plain]
 ``--sequential N`` times only N sequential calls and scales to K (for quick runs). The load
 average printed with each line shows whether other processes shared the cores: on 2 cores, two
 torch threads wait for each other at every parallel op when a core is taken, and times grow 10x.
@@ -66,20 +67,20 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def compare(name: str, recipe: ob.Recipe, data, k: int, n_sequential: int, plain: bool) -> None:
+def compare(name: str, recipe: ob.Recipe, data, k: int, n_sequential: int, plain: bool, chunk: int | None) -> None:
     """Ensemble, then the sequential calls, then the ensemble again (so both see similar load).
 
     Speed-ups are given on totals and best-vs-best (K x the fastest sequential call against the
     faster ensemble run), the latter being the estimate least disturbed by other processes.
     """
     seeds = list(range(k))
-    ensemble, t_ens = timed(lambda: train_ensemble(recipe, data.train, seeds, progress=False))
+    ensemble, t_ens = timed(lambda: train_ensemble(recipe, data.train, seeds, progress=False, chunk_size=chunk))
     sequential, calls = [], []
     for s in seeds[:n_sequential]:
         model, t = timed(lambda: ob.train(recipe, data.train, seed=s, progress=False))
         sequential.append(model)
         calls.append(t)
-    _, t_ens2 = timed(lambda: train_ensemble(recipe, data.train, seeds, progress=False))
+    _, t_ens2 = timed(lambda: train_ensemble(recipe, data.train, seeds, progress=False, chunk_size=chunk))
     t_seq = sum(calls) * k / n_sequential
     ref, member = sequential[0].state_dict(), ensemble.model(0).state_dict()
     diff = max((ref[n] - member[n]).abs().max().item() for n in ref)
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=None, help="time only this many sequential calls")
     parser.add_argument("--no-cnn", action="store_true")
     parser.add_argument("--no-plain", action="store_true")
+    parser.add_argument("--chunk-size", type=int, default=None, help="members trained at once (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n_seq = min(args.sequential or args.k, args.k)
@@ -112,10 +114,10 @@ def main() -> None:
     mlp = ob.Recipe.default_for(data)
     ob.train(mlp.replace(epochs=1), data.train, progress=False)  # warm-up (lazy init, allocator)
     print(f"digits train {len(data.train)} examples, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    compare("mlp", mlp, data, args.k, n_seq, plain=not args.no_plain)
+    compare("mlp", mlp, data, args.k, n_seq, not args.no_plain, args.chunk_size)
     if not args.no_cnn:
         cnn = ob.Recipe("cnn", data.input_shape, data.num_classes, {}, "adam", 1e-3, epochs=12, batch_size=128)
-        compare("cnn", cnn, data, args.k, n_seq, plain=False)
+        compare("cnn", cnn, data, args.k, n_seq, False, args.chunk_size)
 
 
 if __name__ == "__main__":

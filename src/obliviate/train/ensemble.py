@@ -28,8 +28,14 @@ trajectory as ``train(recipe, dataset, seed=seeds[k])``, up to floating-point su
 Models with buffers (BatchNorm running statistics, updated in place during training) or layers that
 ``vmap`` rejects in training (random layers such as dropout) are trained one after another with
 :func:`obliviate.train` instead, with a log message saying so; the result is an :class:`Ensemble`
-either way. Measured on 2 CPU cores (``benchmarks/ensemble_speed.py``): see the benchmark's
-docstring for the speed-ups.
+either way.
+
+Measured with ``benchmarks/ensemble_speed.py`` on 2 otherwise idle CPU cores: 64 default digits MLPs
+(64-256-10, 40 epochs) in 4.6 s against 22.4 s for 64 ``train`` calls (4.9x per model; a plain
+whole-model ``vmap`` with the per-tensor optimiser: 3.5x). The stacked step is bound by matmul
+arithmetic (~80% of the cores' fp32 peak at 256 hidden units) while a sequential step is bound by
+per-step overhead, so the speed-up grows as models shrink: 10-17x with 32-128 hidden units. The small
+CNN gains ~1-1.3x: its convolutions keep the cores busy one model at a time already.
 """
 
 from __future__ import annotations
@@ -210,9 +216,12 @@ def train_ensemble(
 
     ``subsets`` [K, m] gives member k its own training set ``subset(dataset, subsets[k])`` (m
     dataset positions, e.g. random halves for memorization or shadow models). ``chunk_size`` caps
-    how many members train at once (memory: activations grow with K x batch size); chunks run one
-    after another and give the same members. Classification only (cross-entropy, as ``train``'s
-    default task). Deterministic under the seeds on CPU.
+    how many members train at once (None: all); chunks run one after another and give the same
+    members. Activations grow with members x batch size: besides bounding memory, chunks of 16-32
+    ran the digits MLP 10-20% faster than 64 at once on 2 CPU cores (tensors stay in cache).
+    Classification only (cross-entropy, as ``train``'s default task). Deterministic under the seeds
+    on CPU. A non-finite loss raises :class:`NonFiniteLoss`, checked once per epoch (one host sync
+    per epoch, not per step).
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
