@@ -187,11 +187,34 @@ def train(
     console.print(f"trained {recipe.architecture} on {data.name}: test accuracy {100 * test_acc:.1f}%; saved to {out}")
 
 
+def _load_inputs(model_dir: Path, dataset: str | None, seed: int, split_file: Path | None, forget: str | None,
+                 forget_ids: Path | None):
+    """A saved model, its dataset (from the manifest unless given) and the forget split, given as
+    exactly one of a split file, a spec or an id file."""
+    import obliviate as ob
+
+    model, manifest = ob.load_model(model_dir)
+    name = dataset or manifest.get("dataset")
+    if not name:
+        raise ValueError("the model's manifest names no dataset: pass --dataset")
+    data = ob.datasets.load(name, val_fraction=0.5, seed=seed)
+    if sum(x is not None for x in (split_file, forget, forget_ids)) != 1:
+        raise ValueError("give exactly one of --split, --forget or --forget-ids")
+    if split_file is not None:
+        split = ob.ForgetSplit.load(split_file)
+    elif forget is not None:
+        split = ob.datasets.parse_forget_spec(forget, data.train, seed=seed)
+    else:
+        split = ob.ForgetSplit.from_ids(data.train, [int(t) for t in forget_ids.read_text().split()])
+    return model, data, split
+
+
 @app.command()
 def unlearn(
     model_dir: Path = typer.Argument(..., help="folder written by `obliviate train` (or save_model)"),
     forget_ids: Optional[Path] = typer.Option(None, help="text file of training-set positions, one per line"),
     forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, class:3"),
+    split_file: Optional[Path] = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
     method: str = typer.Option("scrub", help="method name (see `obliviate methods`)"),
     param: list[str] = typer.Option([], help="hyper-parameter override key=value (repeatable)"),
     dataset: Optional[str] = typer.Option(None, help="dataset (default: the one in the model's manifest)"),
@@ -203,18 +226,7 @@ def unlearn(
     import obliviate as ob
 
     try:
-        model, manifest = ob.load_model(model_dir)
-        name = dataset or manifest.get("dataset")
-        if not name:
-            raise ValueError("the model's manifest names no dataset: pass --dataset")
-        data = ob.datasets.load(name, val_fraction=0.5, seed=seed)
-        if (forget_ids is None) == (forget is None):
-            raise ValueError("give exactly one of --forget-ids or --forget")
-        if forget_ids is not None:
-            ids = [int(t) for t in forget_ids.read_text().split()]
-            split = ob.ForgetSplit.from_ids(data.train, ids)
-        else:
-            split = ob.datasets.parse_forget_spec(forget, data.train, seed=seed)
+        model, data, split = _load_inputs(model_dir, dataset, seed, split_file, forget, forget_ids)
         result = ob.unlearn(
             model, data.train, split, method=method, seed=seed, val=data.val, device=device, **_parse_params(param)
         )
@@ -248,20 +260,7 @@ def evaluate(
     import obliviate as ob
 
     try:
-        model, manifest = ob.load_model(model_dir)
-        name = dataset or manifest.get("dataset")
-        if not name:
-            raise ValueError("the model's manifest names no dataset: pass --dataset")
-        data = ob.datasets.load(name, val_fraction=0.5, seed=seed)
-        given = [x is not None for x in (split_file, forget, forget_ids)]
-        if sum(given) != 1:
-            raise ValueError("give exactly one of --split, --forget or --forget-ids")
-        if split_file is not None:
-            split = ob.ForgetSplit.load(split_file)
-        elif forget is not None:
-            split = ob.datasets.parse_forget_spec(forget, data.train, seed=seed)
-        else:
-            split = ob.ForgetSplit.from_ids(data.train, [int(t) for t in forget_ids.read_text().split()])
+        model, data, split = _load_inputs(model_dir, dataset, seed, split_file, forget, forget_ids)
         oracles = [ob.load_model(p)[0] for p in oracle]
         report = ob.evaluate(
             model, data, split, oracle=oracles or None, protocol=protocol, method=method, n_models=n_models,
