@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.datasets import Data
+from ..data.datasets import Data, labels_of
 from ..data.splits import ForgetSplit
 from ..methods.unlearn import unlearn
 from ..metrics.neurips23 import logit_scaled_confidence, neurips23_final_score, neurips23_score
@@ -56,15 +56,15 @@ def neurips23(
         recipe = Recipe.from_dict(log.recipe)
     views = split_views(data, split)
     task = ClassificationTask(data.num_classes)
-    forget_y = views["forget"].y if hasattr(views["forget"], "y") else task.predict(original, views["forget"])[1]
+    forget_y, retain_y, test_y = (labels_of(views[v]) for v in ("forget", "retain", "test"))
 
     start = time.perf_counter()
     oracle_seeds = [ORACLE_SEED_OFFSET + seed + i for i in range(n_models)]
     ensemble = train_ensemble(recipe, views["retain"], oracle_seeds, device=device, progress=progress)
     oracle_seconds = time.perf_counter() - start
     oracle_conf = logit_scaled_confidence(ensemble.predict(views["forget"]), forget_y)
-    ra_r = _ensemble_accuracy(ensemble.predict(views["retain"]), views["retain"].y)
-    ta_r = _ensemble_accuracy(ensemble.predict(views["test"]), views["test"].y)
+    ra_r = _ensemble_accuracy(ensemble.predict(views["retain"]), retain_y)
+    ta_r = _ensemble_accuracy(ensemble.predict(views["test"]), test_y)
 
     conf, ra_u, ta_u, seconds = [], [], [], []
     bar = progress_bar(n_models, f"{method} x{n_models}", progress)

@@ -12,7 +12,7 @@ from torch import nn
 from ..data.datasets import labels_of, subset
 from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import ascent_batch_size, ascent_loss, forward_losses, step
+from .common import ascent_batch_size, ascent_loss, step
 
 
 @register
@@ -76,9 +76,11 @@ class Scrub(Method):
                     kl = kl.mean()
                     f_kl += float(kl.detach())
             for _, batch in task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
-                logits, losses = forward_losses(model, ctx, batch)
+                batch = task.to(batch, ctx.device)
+                logits = task.logits(model, batch)
+                losses = task.losses(logits, batch)
                 with torch.no_grad():
-                    t_logits = task.logits(teacher, task.to(batch, ctx.device))
+                    t_logits = task.logits(teacher, batch)
                 kl = task.kd_loss(logits, t_logits, batch, p.temperature).mean()
                 loss = p.gamma * losses.mean() + p.alpha * kl
                 step(model, opt, loss, ctx, "scrub min-step", p.grad_clip)
