@@ -146,7 +146,6 @@ class Method:
 
     name: ClassVar[str]
     Params: ClassVar[type[Params]]
-    needs_forget: ClassVar[bool] = True
     #: False for methods that damage the model on purpose within an epoch and repair it later in
     #: the same epoch (random-label): their collapse check runs at epoch ends only.
     guard_steps: ClassVar[bool] = True

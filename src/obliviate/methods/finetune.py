@@ -21,7 +21,6 @@ class Finetune(Method):
     """
 
     name = "finetune"
-    needs_forget = False
 
     @dataclass(frozen=True)
     class Params(OptimParams):

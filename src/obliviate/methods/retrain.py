@@ -19,7 +19,6 @@ class Retrain(Method):
     """
 
     name = "retrain"
-    needs_forget = False
 
     @dataclass(frozen=True)
     class Params(Params):
