@@ -27,6 +27,7 @@ __all__ = [
     "methods",
     "metrics",
     "models",
+    "objectives",
     "save_model",
     "train",
     "train_ensemble",

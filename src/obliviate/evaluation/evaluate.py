@@ -140,6 +140,10 @@ def _model_values(specs: list[Metric], outs: Outputs) -> dict[str, float]:
     return {m.name: m.fn(outs) for m in specs if m.kind == "model" and m.applicable(outs)}
 
 
+def _pair_values(specs: list[Metric], outs: Outputs, ref_outs: Outputs) -> dict[str, float]:
+    return {m.name: m.fn(outs, ref_outs) for m in specs if m.kind == "pair" and m.applicable(outs)}
+
+
 def _composites(specs: list[Metric], values: dict[str, float], ref: dict[str, float]) -> dict[str, float]:
     return {m.name: m.fn(values, ref) for m in specs
             if m.kind == "composite" and set(m.needs) <= set(values) and set(m.needs) <= set(ref)}
@@ -197,17 +201,16 @@ def evaluate(
     rand = random_model if random_model is not None else random_init_like(net, seed)
     outs = outputs_of(net, data, split, device=dev, random_model=rand, seed=seed)
     values = _model_values(specs, outs)
-    details: dict[str, Any] = {}
     if seconds is not None:
         values["seconds"] = seconds
     oracles = [] if oracle is None else list(oracle) if isinstance(oracle, (list, tuple)) else [oracle]
     if not oracles:
-        return Report(values, details=details)
+        return Report(values)
 
     ref_net, ref_seconds = _unwrap(oracles[0])
     ref_outs = outputs_of(ref_net, data, split, device=dev, random_model=rand, seed=seed)
     ref = _model_values(specs, ref_outs)
-    values.update({m.name: m.fn(outs, ref_outs) for m in specs if m.kind == "pair" and m.applicable(outs)})
+    values.update(_pair_values(specs, outs, ref_outs))
     values.update(_composites(specs, values, ref))
     if seconds is not None and ref_seconds:
         values["cost_ratio"] = seconds / ref_seconds
@@ -216,7 +219,7 @@ def evaluate(
         o2_outs = outputs_of(_unwrap(oracles[1])[0], data, split, device=dev, random_model=rand, seed=seed)
         o2 = _model_values(specs, o2_outs)
         floor = {k: abs(o2[k] - ref[k]) for k in o2 if k in ref}
-        floor.update({m.name: m.fn(o2_outs, ref_outs) for m in specs if m.kind == "pair" and m.applicable(o2_outs)})
+        floor.update(_pair_values(specs, o2_outs, ref_outs))
         comp = _composites(specs, o2, ref)
         floor.update({k: abs(v - float(METRICS[k].ideal)) for k, v in comp.items()})
-    return Report(values, ref, floor, details)
+    return Report(values, ref, floor)

@@ -12,6 +12,7 @@ from torch import nn
 from ..data.datasets import Data, labels_of
 from ..data.splits import ForgetSplit
 from ..methods.unlearn import unlearn
+from ..metrics.accuracy import accuracy
 from ..metrics.neurips23 import logit_scaled_confidence, neurips23_final_score, neurips23_score
 from ..models.log import training_log
 from ..objectives import ClassificationTask
@@ -63,8 +64,8 @@ def neurips23(
     ensemble = train_ensemble(recipe, views["retain"], oracle_seeds, device=device, progress=progress)
     oracle_seconds = time.perf_counter() - start
     oracle_conf = logit_scaled_confidence(ensemble.predict(views["forget"]), forget_y)
-    ra_r = _ensemble_accuracy(ensemble.predict(views["retain"]), retain_y)
-    ta_r = _ensemble_accuracy(ensemble.predict(views["test"]), test_y)
+    ra_r = accuracy(ensemble.predict(views["retain"]), retain_y)  # [K, N, C] vs [N]: mean over members
+    ta_r = accuracy(ensemble.predict(views["test"]), test_y)
 
     conf, ra_u, ta_u, seconds = [], [], [], []
     bar = progress_bar(n_models, f"{method} x{n_models}", progress)
@@ -72,10 +73,9 @@ def neurips23(
         res = unlearn(original, data.train, split, method=method, seed=seed + i, val=data.val, recipe=recipe,
                       device=device, progress=False, **overrides)
         seconds.append(res.seconds)
-        logits, y = task.predict(res.model, views["forget"])
-        conf.append(logit_scaled_confidence(logits, y))
-        ra_u.append(_accuracy(task.predict(res.model, views["retain"])))
-        ta_u.append(_accuracy(task.predict(res.model, views["test"])))
+        conf.append(logit_scaled_confidence(task.predict(res.model, views["forget"])[0], forget_y))
+        ra_u.append(accuracy(*task.predict(res.model, views["retain"])))
+        ta_u.append(accuracy(*task.predict(res.model, views["test"])))
         bar.update()
     bar.close()
     unlearned_conf = torch.stack(conf)
@@ -92,13 +92,3 @@ def neurips23(
         "n_models": n_models, "oracle_seconds": oracle_seconds, "method": method,
     }
     return Report(values, {"retain_acc": ra_r, "test_acc": ta_r}, details=details)
-
-
-def _accuracy(pair: tuple[torch.Tensor, torch.Tensor]) -> float:
-    logits, y = pair
-    return float((logits.argmax(-1) == y).float().mean())
-
-
-def _ensemble_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean over members of each member's accuracy; logits [K, N, C]."""
-    return float((logits.argmax(-1) == y).float().mean())

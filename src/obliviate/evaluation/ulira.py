@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.datasets import Data, subset
+from ..data.datasets import Data, labels_of, subset
 from ..data.splits import ForgetSplit
 from ..methods.unlearn import unlearn
 from ..metrics.mia import threshold_attack
@@ -70,7 +70,7 @@ def ulira(
                               device=device, progress=progress)
     task = ClassificationTask(data.num_classes)
     target_set = subset(data.train, targets)
-    target_y = task.predict(ensemble.model(0), target_set)[1]
+    target_y = labels_of(target_set)
 
     phi = torch.empty(n_shadow, n_targets, dtype=torch.float64)
     trained = torch.zeros(n_shadow, n_targets, dtype=torch.bool)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..data.datasets import labels_of, subset
+from ..metrics.accuracy import accuracy
 from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
 from .common import ascent_batch_size, ascent_loss, step
@@ -112,9 +113,9 @@ class ScrubRewind(Scrub):
         forget_val = subset(ctx.val, val_ids)
         checkpoints: list[tuple[int, float, dict]] = []
         for e in self.epochs(model, ctx):
-            err = 1 - _accuracy(model, ctx, ctx.forget)
+            err = 1 - accuracy(*ctx.task.predict(model, ctx.forget, device=ctx.device))
             checkpoints.append((e, err, copy.deepcopy(model.state_dict())))
-        reference = 1 - _accuracy(model, ctx, forget_val)
+        reference = 1 - accuracy(*ctx.task.predict(model, forget_val, device=ctx.device))
         best_epoch, best_err, best = min(checkpoints, key=lambda c: abs(c[1] - reference))
         model.load_state_dict(best)
         ctx.notes.append(
@@ -123,7 +124,3 @@ class ScrubRewind(Scrub):
         ctx.history.append({"rewind_epoch": best_epoch, "reference_error": reference})
         return model
 
-
-def _accuracy(model: nn.Module, ctx: Context, dataset) -> float:
-    logits, labels = ctx.task.predict(model, dataset, device=ctx.device)
-    return float((logits.argmax(-1) == labels).float().mean())

@@ -62,8 +62,9 @@ class Metric:
         return set(self.needs) <= have
 
 
-def _mean(t: torch.Tensor) -> float:
-    return float(t.mean())
+def _to_oracle(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], view: str) -> Callable[..., float]:
+    """A pair metric: mean of ``fn(oracle logits, model logits)`` over one view."""
+    return lambda o, r: float(fn(r.views[view][0], o.views[view][0]).mean())
 
 
 def _loss_attack(key: str) -> Callable[[Outputs], float]:
@@ -111,22 +112,22 @@ METRICS: dict[str, Metric] = {
                "zero-retrain forgetting: 1 − JS(model, random init)/ln 2 on D_f", "oracle",
                source="Chundawat et al. 2023", needs=("forget", "random_forget")),
         # --- distances to the oracle (reference §6.3) ---
-        Metric("kl_forget", "pair", lambda o, r: _mean(kl(r.views["forget"][0], o.views["forget"][0])),
+        Metric("kl_forget", "pair", _to_oracle(kl, "forget"),
                "mean KL(p_oracle || p_model) on D_f", "0", False, "§6.3", ("forget",)),
-        Metric("sym_kl_forget", "pair", lambda o, r: _mean(symmetric_kl(r.views["forget"][0], o.views["forget"][0])),
+        Metric("sym_kl_forget", "pair", _to_oracle(symmetric_kl, "forget"),
                "mean symmetric KL to the oracle on D_f", "0", False, "RUM", ("forget",)),
-        Metric("js_forget", "pair", lambda o, r: _mean(js_divergence(r.views["forget"][0], o.views["forget"][0])),
+        Metric("js_forget", "pair", _to_oracle(js_divergence, "forget"),
                "mean Jensen-Shannon divergence to the oracle on D_f (nats)", "0", False, "§6.3", ("forget",)),
-        Metric("js_test", "pair", lambda o, r: _mean(js_divergence(r.views["test"][0], o.views["test"][0])),
+        Metric("js_test", "pair", _to_oracle(js_divergence, "test"),
                "mean Jensen-Shannon divergence to the oracle on the test set (a control)", "0", False, "§6.3",
                ("test",)),
         Metric("activation_distance", "pair",
-               lambda o, r: _mean(activation_distance(r.views["forget"][0], o.views["forget"][0])),
+               _to_oracle(activation_distance, "forget"),
                "mean L2 distance between softmax outputs and the oracle's on D_f", "0", False, "SSD", ("forget",)),
         Metric("disagreement_forget", "pair",
-               lambda o, r: _mean(disagreement(r.views["forget"][0], o.views["forget"][0])),
+               _to_oracle(disagreement, "forget"),
                "share of D_f where the top-1 prediction differs from the oracle's", "0", False, "RUM", ("forget",)),
-        Metric("disagreement_test", "pair", lambda o, r: _mean(disagreement(r.views["test"][0], o.views["test"][0])),
+        Metric("disagreement_test", "pair", _to_oracle(disagreement, "test"),
                "share of the test set where the top-1 prediction differs from the oracle's", "0", False, "RUM",
                ("test",)),
         # --- composites (reference §2.5, §6.2) ---
