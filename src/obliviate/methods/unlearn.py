@@ -16,7 +16,7 @@ from ..objectives import Task, task_for
 from ..train.loop import NonFiniteLoss
 from ..train.recipe import Recipe
 from ..utils import seeded
-from .base import Context, Diverged, Method, frozen_copy, get
+from .base import Context, Diverged, Method, OutOfBudget, frozen_copy, get
 from .result import UnlearningResult
 
 
@@ -33,6 +33,7 @@ def unlearn(
     progress: bool | None = None,
     task: Task | None = None,
     collapse_drop: float | None = 0.25,
+    budget: float | None = None,
     inplace: bool = False,
     **overrides: Any,
 ) -> UnlearningResult:
@@ -43,6 +44,8 @@ def unlearn(
     Inputs are validated before any work. A non-finite loss, or a retain-accuracy drop larger than
     ``collapse_drop`` (on a fixed 512-example probe; None disables it), stops the method and returns
     the last safe checkpoint with ``diverged=True``.
+    ``budget`` (seconds) stops a training-based method after the first optimiser step past it and
+    keeps the weights reached, with a note (``result.notes``).
     ``val`` is a held-out set (SCRUB+R); ``recipe`` the training recipe (``retrain``; by default the
     one recorded when obliviate trained the model).
     """
@@ -55,7 +58,10 @@ def unlearn(
         raise ValueError(f"split was made for {split.n} training examples but train has {len(train)}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     task = task or task_for(model, train)
-    if recipe is None and (log := training_log(model)) is not None:
+    if budget is not None and not budget > 0:
+        raise ValueError(f"budget must be > 0 seconds, got {budget!r}")
+    log = training_log(model)
+    if recipe is None and log is not None:
         recipe = Recipe.from_dict(log.recipe)
 
     start = time.perf_counter()
@@ -66,7 +72,8 @@ def unlearn(
         ctx = Context(
             task=task, train=train, split=split, retain=split.retain_set(train), forget=split.forget_set(train),
             original=frozen_copy(work), device=device, seed=seed, generator=generator, progress=progress,
-            val=val, recipe=recipe, collapse_drop=collapse_drop, check_every=25 if m.guard_steps else 0,
+            val=val, recipe=recipe, log=log, deadline=None if budget is None else start + budget,
+            collapse_drop=collapse_drop, check_every=25 if m.guard_steps else 0,
         )
         ctx.checkpoint(work)
         diverged = False
@@ -76,6 +83,9 @@ def unlearn(
             diverged, out = True, work
             out.load_state_dict(ctx.safe_state)
             ctx.notes.append(f"stopped early and rolled back to the last safe checkpoint: {e}")
+        except OutOfBudget as e:
+            out = work
+            ctx.notes.append(f"stopped early: {e} ({budget:g} s)")
     out.eval()
     return UnlearningResult(
         model=out, method=m.name, params=m.param_dict(), seconds=time.perf_counter() - start, seed=seed,
