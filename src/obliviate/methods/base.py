@@ -163,6 +163,9 @@ class Method:
     #: which parts of the training set the method may read; ``check_method`` verifies it with a spy
     #: dataset. Retain-only methods (fine-tune, retrain, ...) declare ``frozenset({"retain"})``.
     reads: ClassVar[frozenset[str]] = frozenset({"retain", "forget"})
+    #: ``ob.tune``'s search space: parameter -> candidate values (a tuple), searched as a seeded
+    #: random sample of the grid. Keep it to the 1-3 parameters that decide forget vs. utility.
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.Params)}
