@@ -163,6 +163,12 @@ class Method:
     #: which parts of the training set the method may read; ``check_method`` verifies it with a spy
     #: dataset. Retain-only methods (fine-tune, retrain, ...) declare ``frozenset({"retain"})``.
     reads: ClassVar[frozenset[str]] = frozenset({"retain", "forget"})
+    #: what the method needs beyond a trained model: "update_log" (trained with
+    #: ``ob.train(..., log_updates=...)``), "val" (a held-out set), "recipe" (to retrain).
+    needs: ClassVar[frozenset[str]] = frozenset()
+    #: False where stopping early would return a meaningless model (``retrain``'s half-trained
+    #: oracle): such methods ignore ``ob.unlearn(budget=...)``.
+    honours_budget: ClassVar[bool] = True
     #: ``ob.tune``'s search space: parameter -> candidate values (a tuple), searched as a seeded
     #: random sample of the grid. Keep it to the 1-3 parameters that decide forget vs. utility.
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}

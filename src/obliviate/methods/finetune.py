@@ -35,6 +35,6 @@ class Finetune(Method):
         run_epochs(
             model, ctx.task, ctx.retain, p.make_optimizer(model), epochs=p.epochs, batch_size=p.batch_size,
             generator=ctx.generator, progress=ctx.progress, desc="finetune",
-            on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss),
+            on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss), on_step=ctx.after_step,
         )
         return model

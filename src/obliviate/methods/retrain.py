@@ -20,6 +20,8 @@ class Retrain(Method):
 
     name = "retrain"
     reads = frozenset({"retain"})
+    needs = frozenset({"recipe"})
+    honours_budget = False  # a half-trained oracle is not an oracle
 
     @dataclass(frozen=True)
     class Params(Params):

@@ -102,6 +102,7 @@ class ScrubRewind(Scrub):
     """
 
     name = "scrub+r"
+    needs = frozenset({"val"})
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         if ctx.val is None:

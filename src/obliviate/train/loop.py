@@ -36,11 +36,13 @@ def run_epochs(
     desc: str = "train",
     on_batch: BatchHook | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    on_step: Callable[[nn.Module], None] | None = None,
 ) -> list[float]:
     """Minimise the mean per-example loss for ``epochs`` shuffled passes; returns epoch mean losses.
 
     ``on_batch(positions, batch, logits, epoch)`` sees every training forward pass (learning
-    events); ``on_epoch(epoch, mean_loss)`` runs after each epoch (checkpoints, early stopping).
+    events); ``on_epoch(epoch, mean_loss)`` runs after each epoch (checkpoints, early stopping);
+    ``on_step(model)`` after each optimiser step (unlearning's time budget and collapse guard).
     """
     device = next(model.parameters()).device
     steps = math.ceil(len(dataset) / batch_size)
@@ -63,6 +65,8 @@ def run_epochs(
                     scheduler.step()
                 if on_batch is not None:
                     on_batch(idx, batch, logits.detach(), epoch)
+                if on_step is not None:
+                    on_step(model)
                 total += loss.item() * len(idx)
                 count += len(idx)
                 bar.update()
