@@ -28,20 +28,13 @@ def test_registry_lists_the_core_methods():
     assert {"none", "retrain", "finetune", "neggrad", "neggrad+", "random-label", "scrub", "scrub+r"} <= set(ALL)
 
 
-@pytest.mark.parametrize("method", ALL)
-def test_method_contract(method, digits, original, random_split):
-    before = state_of(original)
+@pytest.mark.parametrize("method", [m for m in ALL if "update_log" not in ob.methods.get(m).needs])
+def test_defaults_do_not_diverge_on_digits(method, digits, original, random_split):
+    """The conformance suite (tests/test_testing.py) checks the contract on tiny models; here each
+    method's *defaults* must run cleanly on the standard digits original."""
     a = run(original, digits, random_split, method)
-    b = run(original, digits, random_split, method)
-    assert same_state(state_of(original), before), "the caller's model was modified"
-    assert a.model is not original
-    assert same_state(state_of(a.model), state_of(b.model)), "not deterministic under a seed"
-    assert a.method == method and a.seed == 0 and a.seconds > 0
-    assert a.split_hash == random_split.hash
-    assert isinstance(a.params, dict)
+    assert not a.diverged, a.notes
     assert all(torch.isfinite(v).all() for v in a.model.state_dict().values() if v.is_floating_point())
-    assert not a.model.training
-    assert not a.diverged
 
 
 @pytest.mark.parametrize("method", ["neggrad", "neggrad+", "scrub", "random-label"])

@@ -7,7 +7,7 @@ model retrained without that data (the oracle) that it is gone.
 __version__ = "0.1.0"
 
 from . import data as datasets
-from . import methods, metrics, models, objectives
+from . import methods, metrics, models, objectives, testing
 from .data import ForgetSplit
 from .evaluation import Report, evaluate
 from .methods import UnlearningResult, unlearn
@@ -29,6 +29,7 @@ __all__ = [
     "models",
     "objectives",
     "save_model",
+    "testing",
     "train",
     "train_ensemble",
     "training_log",

@@ -1,0 +1,188 @@
+"""``check_method``: the conformance suite every unlearning method must pass (cf. scikit-learn's
+``check_estimator``).
+
+It trains tiny originals on digits (an MLP and a CNN, cached per process) and checks, for a method
+class or registered name:
+
+- ``untouched``: the caller's model and training data are bit-identical afterwards;
+- ``deterministic``: two runs under one seed give bit-identical weights (CPU);
+- ``reads``: a spy dataset records which training examples the method reads; a method declaring
+  ``reads = {"retain"}`` must never read a forget example (and vice versa);
+- ``generic data``: the method runs on a plain ``torch.utils.data.Dataset`` (the spy), not only on
+  obliviate's tensor datasets;
+- ``finite``: every floating-point weight is finite and the model is in eval mode (a run that
+  diverged and rolled back still passes: that is the safe fallback working);
+- ``recorded``: the result's ``params`` equal the method's parameters, are JSON-serialisable, and
+  survive ``UnlearningResult.save``/``load`` with the weights;
+- ``budget``: with many epochs and ``budget=`` seconds, a method honouring budgets stops in time;
+- ``architectures``: all of the above on an MLP and on a CNN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .data import ForgetSplit
+from .data.datasets import ArrayDataset, Data, load
+from .methods import UnlearningResult, unlearn
+from .methods.base import Method, get
+from .train import Recipe, train
+
+#: slack (seconds) allowed past a budget: one optimiser step, a guard check and the final copy
+BUDGET_SLACK = 2.0
+
+
+class SpyDataset(Dataset):
+    """A plain map-style dataset over tensors that records every index read through it."""
+
+    def __init__(self, base: ArrayDataset) -> None:
+        self.base = base
+        self.reads: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.reads.add(int(i))
+        return self.base.x[i], self.base.y[i]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Labels may be read freely (class counts, stratification): they are not the example."""
+        return self.base.y
+
+
+@functools.lru_cache(maxsize=1)
+def _data() -> Data:
+    data = load("digits", val_fraction=0.5, seed=0)
+    keep = torch.arange(600)  # a small training set keeps ~20 methods x 2 models within seconds each
+    return dataclasses.replace(data, train=data.train.subset(keep))
+
+
+@functools.lru_cache(maxsize=4)
+def _original(architecture: str, update_log: bool) -> tuple[nn.Module, Recipe]:
+    data = _data()
+    recipe = Recipe.default_for(data)
+    if architecture == "cnn":
+        recipe = recipe.replace(architecture="cnn", arch_kwargs={}, epochs=4, batch_size=64)
+    else:
+        recipe = recipe.replace(epochs=10)
+    kwargs: dict[str, Any] = {"log_updates": True} if update_log else {}
+    return train(recipe, data.train, seed=0, progress=False, **kwargs), recipe
+
+
+def _split(n: int) -> ForgetSplit:
+    # Positions 0 and 1 are kept in the retain set: ``unlearn`` forwards two examples to check the
+    # model's shape, which must not count as the method reading forget data.
+    g = torch.Generator().manual_seed(0)
+    ids = 2 + torch.randperm(n - 2, generator=g)[: n // 10]
+    return ForgetSplit.from_ids(n, ids)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def check_method(
+    method: str | type[Method],
+    *,
+    architectures: tuple[str, ...] = ("mlp", "cnn"),
+    params: dict[str, Any] | None = None,
+    budget: float = 0.5,
+) -> list[str]:
+    """Run the conformance checks on ``method``; returns the names of the checks that ran.
+
+    Raises ``AssertionError`` listing every failed check. ``params`` are hyper-parameter overrides
+    for every run (e.g. to keep a slow method short).
+    """
+    cls = get(method) if isinstance(method, str) else method
+    params = dict(params or {})
+    data = _data()
+    failures: list[str] = []
+    ran: list[str] = []
+
+    def expect(ok: bool, check: str, why: str) -> None:
+        if check not in ran:
+            ran.append(check)
+        if not ok:
+            failures.append(f"[{check}] {why}")
+
+    for arch in architectures:
+        original, recipe = _original(arch, "update_log" in cls.needs)
+        before = _state(original)
+        spy = SpyDataset(data.train)
+        split = _split(len(spy))
+        x_before, y_before = data.train.x.clone(), data.train.y.clone()
+
+        def run(**extra: Any) -> UnlearningResult:
+            m = cls(**{**params, **extra})
+            return unlearn(original, spy, split, method=m, seed=0, val=data.val, recipe=recipe, progress=False)
+
+        try:
+            a = run()
+            reads_a = set(spy.reads)
+            spy.reads.clear()
+            b = run()
+        except Exception as e:  # noqa: BLE001 - every failure is reported, not just the first
+            failures.append(f"[{arch}] the method raised {type(e).__name__}: {e}")
+            continue
+        expect(_same(_state(original), before), "untouched", f"{arch}: the caller's model was modified")
+        expect(torch.equal(data.train.x, x_before) and torch.equal(data.train.y, y_before), "untouched",
+               f"{arch}: the training data was modified")
+        expect(a.model is not original, "untouched", f"{arch}: the result is the caller's model object")
+        expect(_same(_state(a.model), _state(b.model)), "deterministic", f"{arch}: two runs with seed 0 differ")
+
+        forget = set(split.forget_ids.tolist())
+        retain = set(range(len(spy))) - forget - {0, 1}
+        if "forget" not in cls.reads:
+            n = len(reads_a & forget)
+            expect(n == 0, "reads", f"{arch}: declares reads={set(cls.reads)} but read {n} forget examples")
+        if "retain" not in cls.reads:
+            n = len(reads_a & retain)
+            expect(n == 0, "reads", f"{arch}: declares reads={set(cls.reads)} but read {n} retain examples")
+        expect(reads_a <= set(range(len(spy))), "reads", f"{arch}: read positions outside the dataset")
+
+        weights = [v for v in a.model.state_dict().values() if v.is_floating_point()]
+        expect(all(bool(torch.isfinite(v).all()) for v in weights), "finite", f"{arch}: non-finite weights")
+        expect(not a.model.training, "finite", f"{arch}: the model is left in training mode")
+
+        expected = dataclasses.asdict(cls(**params).params)
+        expect(a.params == expected, "recorded", f"{arch}: result.params {a.params} != {expected}")
+        expect(a.method == cls.name and a.seed == 0 and a.seconds > 0, "recorded",
+               f"{arch}: method/seed/seconds not recorded")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                a.save(Path(tmp) / "r")
+                back = UnlearningResult.load(Path(tmp) / "r")
+            same_params = json.dumps(back.params, sort_keys=True) == json.dumps(a.params, sort_keys=True)
+            expect(same_params and _same(_state(back.model), _state(a.model)), "recorded",
+                   f"{arch}: save/load changed params or weights")
+        except (TypeError, ValueError, OSError) as e:
+            failures.append(f"[recorded] {arch}: result cannot be saved/reloaded: {e}")
+
+        fields = {f.name for f in dataclasses.fields(cls.Params)}
+        if arch == architectures[0] and cls.honours_budget and "epochs" in fields:
+            m = cls(**{**params, "epochs": 200})
+            try:
+                timed = unlearn(original, data.train, split, method=m, seed=0, val=data.val, recipe=recipe,
+                                progress=False, budget=budget)
+                expect(timed.seconds < budget + BUDGET_SLACK, "budget",
+                       f"took {timed.seconds:.2f}s with budget={budget}s and epochs=200")
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"[budget] a 200-epoch run under budget={budget}s raised {type(e).__name__}: {e}")
+    if failures:
+        raise AssertionError(f"{cls.name} failed conformance checks:\n  " + "\n  ".join(failures))
+    return ran
