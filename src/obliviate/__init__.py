@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 from . import data as datasets
 from . import methods, metrics, models, objectives, testing
 from .data import ForgetSplit
-from .evaluation import Report, evaluate
+from .evaluation import Report, TuneResult, evaluate, tune
 from .methods import UnlearningResult, unlearn
 from .models import load_model, save_model
 from .models.log import training_log
@@ -33,5 +33,7 @@ __all__ = [
     "train",
     "train_ensemble",
     "training_log",
+    "tune",
+    "TuneResult",
     "unlearn",
 ]

@@ -21,6 +21,7 @@ class Finetune(Method):
     """
 
     name = "finetune"
+    search_space = {"lr": (1e-3, 3e-3, 1e-2), "epochs": (1, 2, 3)}
     reads = frozenset({"retain"})
 
     @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class NegGrad(Method):
     """
 
     name = "neggrad"
+    search_space = {"lr": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "epochs": (1, 2)}
 
     @dataclass(frozen=True)
     class Params(OptimParams):

@@ -27,6 +27,7 @@ class NegGradPlus(Method):
     """
 
     name = "neggrad+"
+    search_space = {"beta": (0.8, 0.9, 0.95, 0.99), "lr": (0.01, 0.03)}
 
     @dataclass(frozen=True)
     class Params(OptimParams):

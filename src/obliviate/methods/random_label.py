@@ -22,6 +22,7 @@ class RandomLabel(Method):
     """
 
     name = "random-label"
+    search_space = {"lr": (1e-3, 3e-3, 1e-2), "epochs": (1, 2)}
     guard_steps = False  # the forget pass degrades the model by design; the retain pass repairs it
 
     @dataclass(frozen=True)

@@ -1,0 +1,158 @@
+"""``ob.tune``: a small seeded search over a method's declared hyper-parameter space, judged against
+a *validation* oracle on the *validation* set, so test data and evaluation oracles stay unseen.
+
+Why: unlearning methods' defaults either collapse the model or do nothing depending on the model
+(reference/calibration.md: no single ascent lr works on both the digits MLP and the Fashion-MNIST
+CNN). A grid of a few values of the 1-3 parameters that matter, tried from the same original,
+fixes most of that at a few multiples of one unlearning run.
+
+Search: the method's defaults first, then a seeded random sample (without replacement) of the
+grid ``Method.search_space`` (or ``space=``) up to ``budget`` trials. Optuna's samplers gain little
+on grids of 10-30 points, so it is not a dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ..data.datasets import Data
+from ..data.splits import ForgetSplit
+from ..methods import unlearn
+from ..methods.base import get
+from ..models.log import training_log
+from ..train import Recipe, train
+from ..utils import progress_bar
+from .evaluate import Report, evaluate
+
+#: objective name -> (metrics it needs, loss to minimise from a report)
+OBJECTIVES: dict[str, Callable[[Report], float]] = {
+    "avg_gap": lambda r: r["avg_gap"],
+    "tow": lambda r: -r["tow"],
+    "tow_mia": lambda r: -r["tow_mia"],
+}
+_METRICS = ["forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap", "tow", "tow_mia"]
+#: offset between the seed of the validation oracle and the user's seed: evaluation oracles are
+#: usually trained with small seeds, so the one used for selection is a different model.
+ORACLE_SEED_OFFSET = 1000
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """The best hyper-parameters found and every trial (``trials``: one row per configuration)."""
+
+    method: str
+    objective: str
+    best_params: dict[str, Any]
+    best_score: float
+    trials: pd.DataFrame
+    seconds: float
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {k: getattr(self, k) for k in ("method", "objective", "best_params", "best_score", "seconds")}
+        payload["trials"] = json.loads(self.trials.to_json(orient="records"))
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TuneResult:
+        d = json.loads(Path(path).read_text())
+        return cls(d["method"], d["objective"], d["best_params"], d["best_score"], pd.DataFrame(d["trials"]),
+                   d["seconds"])
+
+
+def candidates(space: dict[str, Sequence[Any]], defaults: dict[str, Any], budget: int, seed: int) -> list[dict]:
+    """The defaults, then up to ``budget - 1`` distinct grid points in a seeded random order."""
+    names = sorted(space)
+    grid = [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
+    grid = [g for g in grid if any(g[n] != defaults.get(n) for n in names)]  # the defaults come first
+    order = torch.randperm(len(grid), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [{}] + [grid[i] for i in order[: max(0, budget - 1)]]
+
+
+def tune(
+    method: str,
+    data: Data,
+    split: ForgetSplit,
+    *,
+    original: nn.Module | None = None,
+    oracle: nn.Module | None = None,
+    recipe: Recipe | None = None,
+    budget: int = 8,
+    objective: str | Callable[[Report], float] = "avg_gap",
+    space: dict[str, Sequence[Any]] | None = None,
+    fixed: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> TuneResult:
+    """Search ``method``'s hyper-parameters for the unlearned model closest to a validation oracle.
+
+    ``data.val`` is required (``data.with_validation()``): the objective's "test" accuracy is
+    measured on it. ``original`` defaults to a model of ``recipe`` (default
+    ``Recipe.default_for(data)``) trained with ``seed``; ``oracle`` to the recipe retrained on the
+    retain set with seed ``seed + 1000``. ``objective``: "avg_gap" (default, minimised), "tow",
+    "tow_mia" (maximised) or a function of the :class:`Report` returning a loss to minimise.
+    ``fixed`` are overrides applied to every trial. Diverged runs are recorded but never chosen.
+    """
+    if data.val is None:
+        raise ValueError("tune selects on a validation set so the test set stays unseen: "
+                         "pass data.with_validation() (it carves one out of the test set)")
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1 trial, got {budget}")
+    score_of = OBJECTIVES.get(objective) if isinstance(objective, str) else objective
+    if score_of is None:
+        raise ValueError(f"unknown objective {objective!r}; use one of {sorted(OBJECTIVES)} or a function")
+    cls = get(method)
+    space = dict(cls.search_space if space is None else space)
+    unknown = sorted(set(space) - {f.name for f in dataclasses.fields(cls.Params)})
+    if unknown:
+        raise ValueError(f"search space names unknown parameter(s) {unknown} of {method!r}")
+    fixed = dict(fixed or {})
+    start = time.perf_counter()
+    if recipe is None:
+        log = training_log(original) if original is not None else None
+        recipe = Recipe.from_dict(log.recipe) if log is not None else Recipe.default_for(data)
+    if original is None:
+        original = train(recipe, data.train, seed=seed, device=device, progress=progress)
+    if oracle is None:
+        oracle = train(recipe, split.retain_set(data.train), seed=seed + ORACLE_SEED_OFFSET, device=device,
+                       progress=progress)
+    selection = dataclasses.replace(data, test=data.val, val=None)  # "test" metrics read the val set
+    defaults = dataclasses.asdict(cls(**fixed).params)
+    rows, best, best_score = [], None, math.inf
+    configs = candidates(space, defaults, budget, seed)
+    bar = progress_bar(len(configs), f"tune {method}", progress)
+    for config in configs:
+        params = {**fixed, **config}
+        result = unlearn(original, data.train, split, method=method, seed=seed, val=data.val, recipe=recipe,
+                         device=device, progress=False, **params)
+        report = evaluate(result, selection, split, oracle=oracle, metrics=_METRICS, device=device)
+        score = math.inf if result.diverged else float(score_of(report))
+        rows.append({**{n: defaults[n] for n in space}, **config, "score": score, "diverged": result.diverged,
+                     "seconds": result.seconds, **{k: report[k] for k in _METRICS if k in report}})
+        if score < best_score:
+            best, best_score = params, score
+        bar.update()
+        bar.set_postfix(best=f"{best_score:.4g}")
+    bar.close()
+    if best is None:
+        raise RuntimeError(f"every {method} trial diverged; widen the search space towards smaller steps")
+    full = {**defaults, **best}
+    return TuneResult(method, objective if isinstance(objective, str) else getattr(objective, "__name__", "custom"),
+                      {k: full[k] for k in sorted({*space, *fixed})}, best_score, pd.DataFrame(rows),
+                      time.perf_counter() - start)
