@@ -11,7 +11,7 @@ from torch import nn
 
 from ..io import load_state, read_json, save_state, write_json
 from .architectures import build
-from .log import TrainingLog, training_log
+from .log import TrainingLog, UpdateLog, training_log
 
 
 def versions() -> dict[str, str]:
@@ -43,6 +43,11 @@ def save_model(model: nn.Module, folder: str | Path, manifest: dict[str, Any] | 
         )
         if log.confidence.numel():
             save_state({"confidence": log.confidence}, folder / "learning_events.safetensors")
+    updates = folder / "update_log.safetensors"  # Amnesiac's per-batch updates, tensors only
+    if log is not None and log.updates is not None:
+        save_state(log.updates.to_state(), updates)
+    else:  # never leave an earlier model's updates beside these weights
+        updates.unlink(missing_ok=True)
     save_state(model.state_dict(), folder / "model.safetensors")
     write_json(folder / "manifest.json", full)
     return folder
@@ -74,5 +79,9 @@ def load_model(folder: str | Path, model: nn.Module | None = None) -> tuple[nn.M
     if "training" in manifest:
         events = folder / "learning_events.safetensors"
         conf = load_state(events)["confidence"] if events.exists() else torch.empty(0)
-        model.obliviate_log = TrainingLog(**manifest["training"], confidence=conf)
+        updates = folder / "update_log.safetensors"
+        model.obliviate_log = TrainingLog(
+            **manifest["training"], confidence=conf,
+            updates=UpdateLog.from_state(load_state(updates)) if updates.exists() else None,
+        )
     return model, manifest

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..models.log import TrainingLog
+from ..models.log import TrainingLog, UpdateLog
 from ..objectives import ClassificationTask, Task
 from ..utils import progress_bar, resolve_device, seeded
 from .recipe import Recipe, make_scheduler
@@ -37,12 +37,14 @@ def run_epochs(
     on_batch: BatchHook | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     on_step: Callable[[nn.Module], None] | None = None,
+    before_step: Callable[[torch.Tensor], None] | None = None,
 ) -> list[float]:
     """Minimise the mean per-example loss for ``epochs`` shuffled passes; returns epoch mean losses.
 
     ``on_batch(positions, batch, logits, epoch)`` sees every training forward pass (learning
     events); ``on_epoch(epoch, mean_loss)`` runs after each epoch (checkpoints, early stopping);
-    ``on_step(model)`` after each optimiser step (unlearning's time budget and collapse guard).
+    ``on_step(model)`` after each optimiser step (unlearning's time budget and collapse guard);
+    ``before_step(positions)`` just before it (the update logger snapshots the weights there).
     """
     device = next(model.parameters()).device
     steps = math.ceil(len(dataset) / batch_size)
@@ -60,6 +62,8 @@ def run_epochs(
                     raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if before_step is not None:
+                    before_step(idx)
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
@@ -88,13 +92,23 @@ def train(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     task: Task | None = None,
+    log_updates: torch.Tensor | Sequence[int] | bool | None = None,
 ) -> nn.Module:
     """Train a fresh model of ``recipe`` on ``dataset``; deterministic under ``seed`` on CPU.
 
     The returned model (in eval mode) carries a :class:`TrainingLog` (``model.obliviate_log``):
     recipe, seed, seconds and each example's true-class confidence per epoch.
+
+    ``log_updates`` makes Amnesiac unlearning possible later (``method="amnesiac"``): the ids
+    (positions in ``dataset``) that may be deleted, or True for all. Each optimiser step whose
+    batch holds one of them records its update θ_after − θ_before (every parameter, float32, on
+    the CPU) in the log's ``updates``; the trained weights are bit-identical to training without
+    it. Memory: 4 bytes x parameters per logged step. A small id set still touches about one batch
+    per id per epoch, and True logs every step (digits MLP, 19k parameters x 880 steps: 68 MB; a
+    CIFAR ResNet-18 recipe would need ~260 GB), so name the ids that may be deleted.
     """
     device = resolve_device(device)
+    logged = _logged_ids(log_updates, len(dataset))
     task = task or ClassificationTask(recipe.num_classes)
     start = time.perf_counter()
     with seeded(seed, device) as generator:
@@ -108,12 +122,72 @@ def train(
         def log_events(idx: torch.Tensor, batch, logits: torch.Tensor, epoch: int) -> None:
             confidence[epoch, idx] = task.confidence(logits, batch).float().cpu()
 
+        updates = None if logged is None else _UpdateLogger(model, logged)
         run_epochs(
             model, task, dataset, optimizer, epochs=recipe.epochs, batch_size=recipe.batch_size,
             generator=generator, scheduler=scheduler, progress=progress, desc="train", on_batch=log_events,
+            before_step=None if updates is None else updates.before_step,
+            on_step=None if updates is None else updates.after_step,
         )
     model.obliviate_log = TrainingLog(
         recipe=recipe.to_dict(), seed=seed, seconds=time.perf_counter() - start,
-        n_examples=len(dataset), confidence=confidence,
+        n_examples=len(dataset), confidence=confidence, updates=None if updates is None else updates.result(),
     )
     return model
+
+
+def _logged_ids(log_updates: torch.Tensor | Sequence[int] | bool | None, n: int) -> torch.Tensor | None:
+    """``log_updates`` as sorted unique ids in ``[0, n)`` (all of them for True), or None."""
+    if log_updates is None or log_updates is False:
+        return None
+    if log_updates is True:
+        return torch.arange(n)
+    ids = torch.as_tensor(log_updates)
+    if ids.numel() == 0:
+        raise ValueError("log_updates is empty: pass the ids that may be deleted, True for all, or None")
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex() or ids.dim() != 1:
+        raise ValueError(
+            f"log_updates must be True or a 1-D sequence of integer ids, got {ids.dtype} of shape {tuple(ids.shape)}"
+        )
+    ids = ids.long().unique()
+    if int(ids[0]) < 0 or int(ids[-1]) >= n:
+        raise ValueError(f"log_updates ids must be in [0, {n}) for this dataset, got {int(ids[0])}..{int(ids[-1])}")
+    return ids
+
+
+class _UpdateLogger:
+    """Records θ_after − θ_before of every optimiser step whose batch holds a logged id.
+
+    Weights are copied only before logged steps: the cost is one flat copy and one subtraction
+    per logged step, and nothing at all when logging is off.
+    """
+
+    def __init__(self, model: nn.Module, logged: torch.Tensor) -> None:
+        self.params = list(model.parameters())
+        self.logged = logged
+        self.before: torch.Tensor | None = None
+        self.idx = torch.zeros(0, dtype=torch.long)
+        self.deltas: list[torch.Tensor] = []
+        self.batches: list[torch.Tensor] = []
+
+    def _flat(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1).float() for p in self.params])
+
+    def before_step(self, idx: torch.Tensor) -> None:
+        if bool(torch.isin(idx, self.logged).any()):
+            self.before, self.idx = self._flat(), idx
+
+    def after_step(self, model: nn.Module) -> None:
+        if self.before is not None:
+            self.deltas.append((self._flat() - self.before).cpu())
+            self.batches.append(self.idx.long().cpu())
+            self.before = None
+
+    def result(self) -> UpdateLog:
+        n_params = sum(p.numel() for p in self.params)
+        return UpdateLog(
+            deltas=torch.stack(self.deltas) if self.deltas else torch.zeros(0, n_params),
+            batch_ids=torch.cat(self.batches) if self.batches else torch.zeros(0, dtype=torch.long),
+            offsets=torch.tensor([0] + [len(b) for b in self.batches]).cumsum(0),
+            logged_ids=self.logged,
+        )
