@@ -62,7 +62,10 @@ def unlearn(
         raise ValueError(f"budget must be > 0 seconds, got {budget!r}")
     log = training_log(model)
     if recipe is None and log is not None:
-        recipe = Recipe.from_dict(log.recipe)
+        try:
+            recipe = Recipe.from_dict(log.recipe)
+        except ValueError:  # a custom model factory cannot be rebuilt from its name; retrain says so
+            recipe = None
 
     start = time.perf_counter()
     work = model if inplace else copy.deepcopy(model)
