@@ -13,7 +13,9 @@ for the default digits recipe (MLP 64-256-10, Adam, 40 epochs) and for the small
 digits, and checks that member 0 matches sequential seed 0 (max weight difference, test agreement).
 
 Usage: python benchmarks/ensemble_speed.py [--k 64] [--threads 2] [--sequential 64] [--chunk-size N]
-       [--no-cnn] [--no-plain]
+       [--no-cnn] [--no-plain] [--precision fp32|bf16]
+With ``--precision bf16`` it also checks that the NeurIPS 2023 ε-score cannot tell the bf16
+members from exact ones any better than it tells two exact ensembles apart.
 ``--sequential N`` times only N sequential calls and scales to K (for quick runs). The load
 average printed with each line shows whether other processes shared the cores: on 2 cores, two
 torch threads wait for each other at every parallel op when a core is taken, and times grow 10x.
@@ -67,20 +69,22 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def compare(name: str, recipe: ob.Recipe, data, k: int, n_sequential: int, plain: bool, chunk: int | None) -> None:
+def compare(name: str, recipe: ob.Recipe, data, k: int, n_sequential: int, plain: bool, chunk: int | None,
+            precision: str = "fp32") -> None:
     """Ensemble, then the sequential calls, then the ensemble again (so both see similar load).
 
     Speed-ups are given on totals and best-vs-best (K x the fastest sequential call against the
     faster ensemble run), the latter being the estimate least disturbed by other processes.
     """
     seeds = list(range(k))
-    ensemble, t_ens = timed(lambda: train_ensemble(recipe, data.train, seeds, progress=False, chunk_size=chunk))
+    kw = {"progress": False, "chunk_size": chunk, "precision": precision}
+    ensemble, t_ens = timed(lambda: train_ensemble(recipe, data.train, seeds, **kw))
     sequential, calls = [], []
     for s in seeds[:n_sequential]:
         model, t = timed(lambda: ob.train(recipe, data.train, seed=s, progress=False))
         sequential.append(model)
         calls.append(t)
-    _, t_ens2 = timed(lambda: train_ensemble(recipe, data.train, seeds, progress=False, chunk_size=chunk))
+    _, t_ens2 = timed(lambda: train_ensemble(recipe, data.train, seeds, **kw))
     t_seq = sum(calls) * k / n_sequential
     ref, member = sequential[0].state_dict(), ensemble.model(0).state_dict()
     diff = max((ref[n] - member[n]).abs().max().item() for n in ref)
@@ -92,11 +96,35 @@ def compare(name: str, recipe: ob.Recipe, data, k: int, n_sequential: int, plain
           f"ensemble of {k}: {t_ens:.2f} s, again {t_ens2:.2f} s | per-model speed-up {t_seq / t_ens:.1f}x, "
           f"{t_seq / t_ens2:.1f}x; best-vs-best {k * min(calls) / min(t_ens, t_ens2):.1f}x | "
           f"load avg {load}", flush=True)
-    print(f"{name}: member 0 vs sequential seed 0: max |dw| {diff:.1e}, test agreement {agree:.3f}", flush=True)
+    print(f"{name} ({precision}): member 0 vs sequential seed 0: max |dw| {diff:.1e}, test agreement {agree:.3f}",
+          flush=True)
+    if precision != "fp32":
+        same_distribution(name, recipe, data, ensemble, seeds, chunk)
     if plain:
         _, t_plain = timed(lambda: plain_vmap(recipe, data.train, seeds))
         print(f"{name}: plain vmap (before) {t_plain:.2f} s | per-model speed-up {t_seq / t_plain:.1f}x; "
               f"best-vs-best {k * min(calls) / t_plain:.1f}x", flush=True)
+
+
+def same_distribution(name: str, recipe: ob.Recipe, data, ensemble, seeds: list[int], chunk: int | None) -> None:
+    """Can the NeurIPS 2023 ε-score tell reduced-precision members from exact ones?
+
+    Per test example, the logit-scaled confidences of the K reduced-precision members are compared
+    with those of K exact (fp32) members of *other* seeds, and the same score is computed between
+    two exact ensembles of disjoint seeds: equal scores mean the precision change is invisible
+    to the metric the ensembles are used for.
+    """
+    k = len(seeds)
+    exact_a = train_ensemble(recipe, data.train, [s + k for s in seeds], progress=False, chunk_size=chunk)
+    exact_b = train_ensemble(recipe, data.train, [s + 2 * k for s in seeds], progress=False, chunk_size=chunk)
+    conf = lambda e: ob.metrics.logit_scaled_confidence(e.predict(data.test), data.test.y)  # noqa: E731
+    reduced, a, b = conf(ensemble), conf(exact_a), conf(exact_b)
+    f_reduced = ob.metrics.neurips23_score(reduced, a)[0]
+    f_exact = ob.metrics.neurips23_score(b, a)[0]
+    acc = lambda e: (e.predict(data.test).argmax(-1) == data.test.y).float().mean(1)  # noqa: E731
+    print(f"{name}: ε-score F over {len(data.test)} test examples, K={k}: reduced vs exact {f_reduced:.3f}, "
+          f"exact vs exact {f_exact:.3f} | test acc {acc(ensemble).mean():.4f} vs {acc(exact_a).mean():.4f}",
+          flush=True)
 
 
 def main() -> None:
@@ -107,6 +135,7 @@ def main() -> None:
     parser.add_argument("--no-cnn", action="store_true")
     parser.add_argument("--no-plain", action="store_true")
     parser.add_argument("--chunk-size", type=int, default=None, help="members trained at once (default: all)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n_seq = min(args.sequential or args.k, args.k)
@@ -114,10 +143,10 @@ def main() -> None:
     mlp = ob.Recipe.default_for(data)
     ob.train(mlp.replace(epochs=1), data.train, progress=False)  # warm-up (lazy init, allocator)
     print(f"digits train {len(data.train)} examples, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    compare("mlp", mlp, data, args.k, n_seq, not args.no_plain, args.chunk_size)
+    compare("mlp", mlp, data, args.k, n_seq, not args.no_plain, args.chunk_size, args.precision)
     if not args.no_cnn:
         cnn = ob.Recipe("cnn", data.input_shape, data.num_classes, {}, "adam", 1e-3, epochs=12, batch_size=128)
-        compare("cnn", cnn, data, args.k, n_seq, False, args.chunk_size)
+        compare("cnn", cnn, data, args.k, n_seq, False, args.chunk_size, args.precision)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,18 @@ def test_mean_accuracy_matches_sequential(digits, mlp_ensemble, sequential):
     assert abs(mean(ensemble_acc) - mean(sequential_acc)) <= 0.01
 
 
+def test_bf16_members_match_sequential_statistics_not_trajectories(digits, mlp_recipe, sequential):
+    fast = train_ensemble(mlp_recipe, digits.train, SEEDS, progress=False, precision="bf16")
+    fast_acc = [accuracy(logits, digits.test) for logits in fast.predict(digits.test)]
+    with torch.no_grad():
+        sequential_acc = [accuracy(m(digits.test.x), digits.test) for m in sequential]
+    assert abs(sum(fast_acc) / len(fast_acc) - sum(sequential_acc) / len(sequential_acc)) <= 0.01
+    assert fast.params["1.weight"].dtype == torch.float32  # weights and optimiser stay fp32
+    assert not torch.equal(fast.model(0).state_dict()["1.weight"], sequential[0].state_dict()["1.weight"])
+    with pytest.raises(ValueError, match="precision"):
+        train_ensemble(mlp_recipe, digits.train, SEEDS, precision="fp16")
+
+
 def test_cnn_members_follow_the_sequential_trajectory(digits):
     recipe = ob.Recipe("cnn", (1, 8, 8), 10, {"widths": [8, 16], "fc": 32}, "adam", 1e-3, epochs=2, batch_size=128)
     ensemble = train_ensemble(recipe, digits.train, [0, 1], progress=False)
