@@ -121,11 +121,7 @@ class Amnesiac(Method):
         for name, value in model.named_parameters():
             if not torch.isfinite(value).all():
                 raise ValueError(f"the update log is corrupt: subtracting it made {name} non-finite")
-        # The subtracted model is unlearned: a non-finite repair loss falls back to it, not to θ_o.
-        # The repair only descends on D_r from there, so the retain-accuracy collapse check, whose
-        # rollback could only return the subtracted model, is off.
-        ctx.collapse_drop = None
-        ctx.checkpoint(model)
+        ctx.restart_from(model)  # the damaged model is the unlearned one; the repair starts here
         if p.repair_epochs:
             opt = make_optimizer(p.optimizer, model.parameters(), p.lr, p.momentum, p.weight_decay)
             run_epochs(

@@ -93,6 +93,14 @@ class Context:
         """Remember ``model``'s weights as the state to fall back to if a later step diverges."""
         self.safe_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def restart_from(self, model: nn.Module) -> None:
+        """Declare ``model`` (deliberately damaged: weights subtracted, layers re-initialised or
+        noised) the new safe state for a repair that only descends on D_r. The retain-accuracy
+        collapse check is switched off, since rolling back could only return this damaged model;
+        a non-finite loss still rolls back to it, never to the original."""
+        self.collapse_drop = None
+        self.checkpoint(model)
+
     def check_loss(self, loss: torch.Tensor, where: str) -> None:
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"non-finite loss in {where}")

@@ -44,7 +44,4 @@ class ExactUnlearningK(CatastrophicForgettingK):
             if not callable(getattr(module, "reset_parameters", None)):
                 raise ValueError(f"eu-k cannot re-initialise a {type(module).__name__}: it has no reset_parameters()")
             module.reset_parameters()
-        # From here the model only descends on D_r: rolling back on a retain-accuracy "collapse"
-        # could only return the re-initialised, untrained model. Non-finite losses still roll back.
-        ctx.collapse_drop = None
-        ctx.checkpoint(model)
+        ctx.restart_from(model)  # the damaged model is the unlearned one; the repair starts here
