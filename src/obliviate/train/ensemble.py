@@ -302,6 +302,8 @@ def _fit_stacked(
     }
     forward = _stacked_forward(skeleton, params)
     x, y = x.to(device), y.to(device)
+    if precision == "bf16" and x.is_floating_point():
+        x = x.to(torch.bfloat16)  # cast the data once, not every batch (autocast would per step)
     rows = None if subsets is None else subsets.to(device)
     k, m = len(seeds), len(y) if rows is None else rows.shape[1]
 
