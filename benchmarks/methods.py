@@ -13,8 +13,12 @@ For each forget set (random fraction and one class):
    retrain and as a multiple of one forward+backward pass over D_f; check the literature's pattern.
 
 Usage:
-  python benchmarks/methods.py --dataset fashion-mnist --train-size 10000 --epochs 30 --seeds 0,1,2
-  python benchmarks/methods.py --dataset digits --seeds 0 --budget 3       # a quick look
+  python benchmarks/methods.py                 # Fashion-MNIST, 10k subset, CNN Adam 2e-3 b64 40 epochs
+  python benchmarks/methods.py --dataset digits --train-size 0 --epochs 40 --lr 3e-3 --budget 1
+
+The Fashion-MNIST original reaches 99.9% train / 88.6% test accuracy (seed 0): it memorises, as the
+papers' ResNets do, so random forgetting is measurable; on the full set with 12 epochs it reaches
+only ~94% train, where doing nothing is within ~1.6 pp of the oracle (reference/calibration.md).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ VAL_ORACLE_SEED = 1000
 
 def load(dataset: str, train_size: int | None, seed: int = 0) -> ob.datasets.Data:
     data = ob.datasets.load(dataset).with_validation(0.5, seed=seed)
-    if train_size is not None and train_size < len(data.train):
+    if train_size and train_size < len(data.train):
         keep = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))[:train_size]
         data = dataclasses.replace(data, train=data.train.subset(keep.sort().values))
     return data
@@ -76,7 +80,11 @@ def run_forget(args: argparse.Namespace, data: ob.datasets.Data, recipe: ob.Reci
         if seed == seeds[0]:
             val_oracle = ob.train(recipe, split.retain_set(data.train), seed=VAL_ORACLE_SEED, progress=False)
             for m in methods:
-                if ob.methods.get(m).search_space and args.budget > 1:
+                saved = out / "tuning" / f"{forget.replace(':', '-')}_{m}.json"
+                if saved.exists() and not args.retune:  # tuning is the slow part: reuse it
+                    tuned[m] = ob.TuneResult.load(saved).best_params
+                    print(f"  reusing tuned {m}: {tuned[m]}", flush=True)
+                elif ob.methods.get(m).search_space and args.budget > 1:
                     res = ob.tune(m, data, split, original=original, oracle=val_oracle, recipe=recipe,
                                   budget=args.budget, seed=seed, progress=False)
                     tuned[m] = res.best_params
@@ -159,11 +167,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--train-size", type=int, default=10000)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--forget", default="random:0.1,class:3")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
     ap.add_argument("--budget", type=int, default=6, help="ob.tune trials per method (1 = defaults)")
+    ap.add_argument("--retune", action="store_true", help="tune again even where tuning/*.json exists")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -171,7 +182,7 @@ def main() -> None:
     out = args.out or Path("benchmarks/results") / f"methods-{args.dataset}"
     out.mkdir(parents=True, exist_ok=True)
     data = load(args.dataset, args.train_size)
-    recipe = ob.Recipe.default_for(data).replace(epochs=args.epochs)
+    recipe = ob.Recipe.default_for(data).replace(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
     methods = args.methods.split(",") if args.methods else [m for m in ob.methods.available() if m != "retrain"]
     start = time.perf_counter()
     df = pd.concat([run_forget(args, data, recipe, f, methods, out) for f in args.forget.split(",")])

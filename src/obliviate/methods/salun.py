@@ -153,7 +153,7 @@ class SalUn(Method):
 
     name = "salun"
     guard_steps = False  # the forget pass degrades the model by design; the retain pass repairs it
-    search_space = {"lr": (3e-3, 0.01, 0.03), "threshold": (0.3, 0.5, 0.7)}
+    search_space = {"lr": (3e-4, 1e-3, 3e-3, 0.01), "threshold": (0.3, 0.5, 0.7)}
 
     @dataclass(frozen=True)
     class Params(OptimParams):

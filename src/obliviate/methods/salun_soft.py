@@ -81,7 +81,7 @@ class SalUnSoft(Method):
 
     name = "salun-soft"
     guard_steps = False  # the forget pass degrades the model by design; the retain pass repairs it
-    search_space = {"lr": (3e-3, 0.01, 0.03), "threshold": (0.3, 0.5, 0.7)}
+    search_space = {"lr": (3e-4, 1e-3, 3e-3, 0.01), "threshold": (0.3, 0.5, 0.7)}
 
     @dataclass(frozen=True)
     class Params(OptimParams):

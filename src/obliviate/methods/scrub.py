@@ -35,7 +35,7 @@ class Scrub(Method):
     """
 
     name = "scrub"
-    search_space = {"lr": (5e-3, 0.01, 0.02), "max_epochs": (1, 2), "epochs": (2, 3)}
+    search_space = {"lr": (0.01, 0.02, 0.05), "max_epochs": (1, 2, 3)}
 
     @dataclass(frozen=True)
     class Params(OptimParams):

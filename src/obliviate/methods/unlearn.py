@@ -68,8 +68,10 @@ def unlearn(
             recipe = None
 
     start = time.perf_counter()
-    work = model if inplace else copy.deepcopy(model)
-    work.__dict__.pop("obliviate_log", None)  # the training log describes the original, not the result
+    # The training log describes the original, not the result, and may hold gigabytes of logged
+    # updates: the memo maps it to None so deepcopy never copies it.
+    work = model if inplace else copy.deepcopy(model, {id(log): None} if log is not None else None)
+    work.__dict__.pop("obliviate_log", None)
     work.to(device)
     with seeded(seed, device) as generator:
         ctx = Context(
