@@ -16,7 +16,7 @@ console = Console()
 if not console.is_terminal:  # pipes and CI logs: wide enough for the results table
     console.width = 120
 
-DEMO_METHODS = "finetune,neggrad,neggrad+,random-label,scrub,scrub+r"
+DEMO_METHODS = "all"
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def _fail(message: str) -> None:
 def demo(
     dataset: str = typer.Option("digits", help="digits, fashion-mnist, breast-cancer, wine or a .npz file"),
     forget: str = typer.Option("random:0.1", help="random:FRACTION, random:COUNT or class:C[,C]"),
-    methods: str = typer.Option(DEMO_METHODS, help="comma-separated method names"),
+    methods: str = typer.Option(DEMO_METHODS, help="comma-separated method names, or 'all'"),
     out: Path = typer.Option(Path("runs/demo"), help="folder for results and models"),
     seed: int = typer.Option(0, help="seed for the split, training and unlearning"),
     epochs: Optional[int] = typer.Option(None, help="override the recipe's training epochs"),
@@ -57,6 +57,8 @@ def demo(
     from obliviate.io import write_json
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    if names == ["all"]:
+        names = [m for m in ob.methods.available() if m not in ("none", "retrain")]
     try:
         for name in names:
             ob.methods.get(name)
@@ -72,7 +74,10 @@ def demo(
         f"forget {split.kind} = {len(split)} examples; recipe {recipe.architecture}, {recipe.epochs} epochs"
     )
     console.print("training the original on D ...")
-    original = ob.train(recipe, data.train, seed=seed, device=device)
+    # Amnesiac unlearning subtracts logged training updates: log those of batches holding forget ids.
+    needs_log = any("update_log" in ob.methods.get(n).needs for n in names)
+    log = {"log_updates": split.forget_ids} if needs_log else {}
+    original = ob.train(recipe, data.train, seed=seed, device=device, **log)
     console.print("training two oracles on D_r (retrain from scratch; the second gives the noise floor) ...")
     retrain = ob.unlearn(original, data.train, split, method="retrain", seed=seed, device=device)
     retrain2 = ob.unlearn(original, data.train, split, method="retrain", seed=seed + 1, device=device)
