@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from .base import Context, Method, OptimParams, register
-from .salun import check_threshold, flat, random_label_epochs, saliency, unflat
+from .base import Context, register
+from .salun import SalUn, flat, random_label_epochs, saliency, unflat
 
 
 def soft_mask(scores: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
@@ -60,7 +59,7 @@ def scaled_steps(model: nn.Module, opt: torch.optim.Optimizer, scale: dict[str, 
 
 
 @register
-class SalUnSoft(Method):
+class SalUnSoft(SalUn):
     """SalUn-soft (Fan et al., ICLR 2024, the paper's soft-thresholding variant; reference §3.7
     item 4): ``salun`` with the hard 0/1 mask replaced by m = clamp(|g| / tau, max=1), tau the
     hard mask's cutoff (see :func:`soft_mask`), and no restore step: each weight's optimiser step
@@ -79,19 +78,7 @@ class SalUnSoft(Method):
     oracle's; random 10% forget 99.04 vs oracle 97.33 (40 epochs), test 1 point below the oracle.
     """
 
-    name = "salun-soft"
-    guard_steps = False  # the forget pass degrades the model by design; the retain pass repairs it
-    search_space = {"lr": (3e-4, 1e-3, 3e-3, 0.01), "threshold": (0.3, 0.5, 0.7)}
-
-    @dataclass(frozen=True)
-    class Params(OptimParams):
-        lr: float = 0.01
-        epochs: int = 1
-        threshold: float = 0.5
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            check_threshold(self.threshold)
+    name = "salun-soft"  # Params, defaults, search space and guard setting: SalUn's
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         p = self.params
