@@ -177,3 +177,15 @@ def test_result_save_load_roundtrip(tmp_path, digits, original, random_split):
     assert same_state(state_of(back.model), state_of(res.model))
     assert back.method == "neggrad+" and back.params == res.params and back.split_hash == random_split.hash
     assert math.isclose(back.seconds, res.seconds)
+
+
+def test_custom_factory_models_unlearn_and_the_log_is_never_copied(digits, random_split):
+    """A model from a user factory can be unlearned without recipe= (only retrain needs one), and
+    the original's training log (possibly a large update log) stays with the original."""
+    recipe = ob.Recipe("custom", (1, 8, 8), 10, factory=lambda: torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)), epochs=3)
+    model = ob.train(recipe, digits.train, seed=0, progress=False, log_updates=random_split.forget_ids)
+    res = ob.unlearn(model, digits.train, random_split, method="finetune", epochs=1, progress=False)
+    assert not hasattr(res.model, "obliviate_log") and model.obliviate_log.updates is not None
+    with pytest.raises(ValueError, match="recipe"):
+        ob.unlearn(model, digits.train, random_split, method="retrain", progress=False)
