@@ -63,7 +63,7 @@ class BoundaryExpand(Method):
     with test -1.3 points but takes a random 10% set's test accuracy from 0.90 to 0.54 (the
     collapse guard rolls that back): the shadow class absorbs the typical data a random forget
     set consists of.
-        """
+    """
 
     name = "boundary-expand"
     reads = frozenset({"forget"})
