@@ -72,3 +72,17 @@ def test_evaluate_command_against_saved_oracles(tmp_path):
     assert {"forget_acc", "kl_forget", "tow"} <= set(frame["metric"]) and frame["floor"].notna().any()
     res = runner.invoke(app, ["evaluate", str(out / "models" / "none"), "--dataset", "digits"])
     assert res.exit_code == 2 and "exactly one" in res.output
+
+
+def test_tune_command_writes_trials_and_prints_the_unlearn_call(tmp_path):
+    res = runner.invoke(app, ["train", "--epochs", "5", "--out", str(tmp_path / "orig")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["tune", str(tmp_path / "orig"), "--method", "finetune", "--forget", "class:3",
+                              "--budget", "2", "--out", str(tmp_path / "tune.json")])
+    assert res.exit_code == 0, res.output
+    tuned = ob.TuneResult.load(tmp_path / "tune.json")
+    assert len(tuned.trials) == 2 and set(tuned.best_params) == {"lr", "epochs"}
+    assert "obliviate unlearn" in res.output and "--param lr=" in res.output
+    res = runner.invoke(app, ["tune", str(tmp_path / "orig"), "--method", "finetune", "--forget", "class:3",
+                              "--objective", "accuracy"])
+    assert res.exit_code != 0 and "objective" in res.output

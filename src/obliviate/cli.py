@@ -247,6 +247,36 @@ def unlearn(
 
 
 @app.command()
+def tune(
+    model_dir: Path = typer.Argument(..., help="saved original (`obliviate train`)"),
+    method: str = typer.Option(..., help="method to tune (see `obliviate methods`)"),
+    forget_ids: Optional[Path] = typer.Option(None, help="text file of training-set positions, one per line"),
+    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, class:3"),
+    split_file: Optional[Path] = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
+    budget: int = typer.Option(8, help="trials: the defaults, then a seeded sample of the method's grid"),
+    objective: str = typer.Option("avg_gap", help="avg_gap (minimised), tow or tow_mia (maximised)"),
+    dataset: Optional[str] = typer.Option(None, help="dataset (default: the one in the model's manifest)"),
+    out: Path = typer.Option(Path("runs/tune.json"), help="file for every trial and the best parameters"),
+    seed: int = 0,
+    device: Optional[str] = None,
+) -> None:
+    """Search a method's hyper-parameters against a validation oracle (the test set is not read)."""
+    import obliviate as ob
+
+    try:
+        model, data, split = _load_inputs(model_dir, dataset, seed, split_file, forget, forget_ids)
+        result = ob.tune(method, data, split, original=model, budget=budget, objective=objective, seed=seed,
+                         device=device)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(str(e))
+    result.save(out)
+    console.print(result.trials.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    flags = " ".join(f"--param {k}={v}" for k, v in result.best_params.items())
+    console.print(f"best {objective} {result.best_score:.4g} on the validation set: {result.best_params}; saved to {out}"
+                  f"\n  obliviate unlearn {model_dir} --method {method} {flags}")
+
+
+@app.command()
 def evaluate(
     model_dir: Path = typer.Argument(..., help="saved model (for --protocol neurips23: the original)"),
     oracle: list[Path] = typer.Option([], help="saved oracle(s); a second one gives the noise floor"),

@@ -49,7 +49,8 @@ ORACLE_SEED_OFFSET = 1000
 
 @dataclasses.dataclass
 class TuneResult:
-    """The best hyper-parameters found and every trial (``trials``: one row per configuration)."""
+    """The best hyper-parameters found and every trial (``trials``: one row per configuration,
+    with the metrics it was judged on; ``val_acc`` is accuracy on the validation set)."""
 
     method: str
     objective: str
@@ -144,7 +145,7 @@ def tune(
         report = evaluate(result, selection, split, oracle=oracle, metrics=_METRICS, device=device)
         score = math.inf if result.diverged else float(score_of(report))
         rows.append({**{n: defaults[n] for n in space}, **config, "score": score, "diverged": result.diverged,
-                     "seconds": result.seconds, **{k: report[k] for k in _METRICS if k in report}})
+                     "seconds": result.seconds, **{k.replace("test_", "val_"): report[k] for k in _METRICS if k in report}})
         if score < best_score:
             best, best_score = params, score
         bar.update()
