@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..utils import progress_bar
@@ -31,21 +32,25 @@ class RandomLabel(Method):
         epochs: int = 1
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
-        p = self.params
-        opt = p.make_optimizer(model)
-        bar = progress_bar(p.epochs, "random-label", ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
-            f_total = r_total = 0.0
-            for _, batch in ctx.task.batches(ctx.forget, p.batch_size, shuffle=True, generator=ctx.generator):
-                _, losses = forward_losses(model, ctx, ctx.task.relabel(batch, ctx.generator))
-                step(model, opt, losses.mean(), ctx, "random-label forget pass", p.grad_clip)
-                f_total += float(losses.detach().sum())
-            for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
-                _, losses = forward_losses(model, ctx, batch)
-                step(model, opt, losses.mean(), ctx, "random-label retain pass", p.grad_clip)
-                r_total += float(losses.detach().sum())
-            ctx.end_epoch(model, epoch, forget_loss=f_total / len(ctx.forget), retain_loss=r_total / len(ctx.retain))
-            bar.update()
-        bar.close()
+        random_label_epochs(model, ctx, self.params.make_optimizer(model), self.params, self.name)
         return model
+
+
+def random_label_epochs(model: nn.Module, ctx: Context, opt: torch.optim.Optimizer, p: OptimParams, name: str) -> None:
+    """``random-label``'s loop (reference §3.4): each epoch one pass over D_f with uniformly random
+    labels, then one pass over D_r with true labels; every step through :func:`common.step`."""
+    bar = progress_bar(p.epochs, name, ctx.progress)
+    for epoch in range(p.epochs):
+        model.train()
+        f_total = r_total = 0.0
+        for _, batch in ctx.task.batches(ctx.forget, p.batch_size, shuffle=True, generator=ctx.generator):
+            _, losses = forward_losses(model, ctx, ctx.task.relabel(batch, ctx.generator))
+            step(model, opt, losses.mean(), ctx, f"{name} forget pass", p.grad_clip)
+            f_total += float(losses.detach().sum())
+        for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
+            _, losses = forward_losses(model, ctx, batch)
+            step(model, opt, losses.mean(), ctx, f"{name} retain pass", p.grad_clip)
+            r_total += float(losses.detach().sum())
+        ctx.end_epoch(model, epoch, forget_loss=f_total / len(ctx.forget), retain_loss=r_total / len(ctx.retain))
+        bar.update()
+    bar.close()

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from .base import Context, register
-from .salun import SalUn, flat, random_label_epochs, saliency, unflat
+from .random_label import random_label_epochs
+from .salun import SalUn, flat, saliency, unflat
 
 
 def soft_mask(scores: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
