@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..utils import progress_bar
+from ..train.loop import run_epochs
 from .base import Context, Method, OptimParams, register
-from .common import forward_losses, step
 
 #: normalisation layers count as part of the layer before them (see :func:`parametrised_layers`)
 NORMS: tuple[type[nn.Module], ...] = tuple(
@@ -99,18 +98,12 @@ class CatastrophicForgettingK(Method):
             for module in trained:
                 for q in module.parameters(recurse=False):
                     q.requires_grad_(True)
-            opt = p.make_optimizer(model)  # holds the trainable parameters only
-            bar = progress_bar(p.epochs, self.name, ctx.progress)
-            for epoch in range(p.epochs):
-                model.train()
-                total = 0.0
-                for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
-                    _, losses = forward_losses(model, ctx, batch)
-                    step(model, opt, losses.mean(), ctx, self.name, p.grad_clip)
-                    total += float(losses.detach().sum())
-                ctx.end_epoch(model, epoch, retain_loss=total / len(ctx.retain))
-                bar.update()
-            bar.close()
+            run_epochs(
+                model, ctx.task, ctx.retain, p.make_optimizer(model),  # the trainable parameters only
+                epochs=p.epochs, batch_size=p.batch_size, generator=ctx.generator, progress=ctx.progress,
+                desc=self.name, grad_clip=p.grad_clip, on_step=ctx.after_step,
+                on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss),
+            )
         finally:
             for hook in hooks:
                 hook.remove()

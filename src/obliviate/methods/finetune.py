@@ -35,7 +35,7 @@ class Finetune(Method):
         p = self.params
         run_epochs(
             model, ctx.task, ctx.retain, p.make_optimizer(model), epochs=p.epochs, batch_size=p.batch_size,
-            generator=ctx.generator, progress=ctx.progress, desc="finetune",
+            generator=ctx.generator, progress=ctx.progress, desc="finetune", grad_clip=p.grad_clip,
             on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss), on_step=ctx.after_step,
         )
         return model

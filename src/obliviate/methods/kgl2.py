@@ -9,9 +9,9 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from ..data.datasets import subset
-from ..utils import progress_bar
+from ..train.loop import run_epochs
 from .base import Context, Method, OptimParams, register
-from .common import forward_losses, step
+from .common import forward_losses
 
 
 def reinit_layers(model: nn.Module) -> list[nn.Module]:
@@ -141,15 +141,8 @@ class Kgl2(Method):
         peak = max(1, total // 2)
         warm_decay = lambda s: (s + 1) / peak if s < peak else max(0.0, (total - s) / (total - peak + 1))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warm_decay)
-        bar = progress_bar(p.epochs, "kgl-2", ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
-            total_loss = 0.0
-            for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
-                _, losses = forward_losses(model, ctx, batch)
-                step(model, opt, losses.mean(), ctx, "kgl-2 fine-tune", p.grad_clip)
-                sched.step()
-                total_loss += float(losses.detach().sum())
-            ctx.end_epoch(model, epoch, retain_loss=total_loss / len(ctx.retain))
-            bar.update()
-        bar.close()
+        run_epochs(
+            model, ctx.task, ctx.retain, opt, epochs=p.epochs, batch_size=p.batch_size, generator=ctx.generator,
+            scheduler=sched, progress=ctx.progress, desc="kgl-2 fine-tune", grad_clip=p.grad_clip,
+            on_step=ctx.after_step, on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss),
+        )

@@ -38,6 +38,7 @@ def run_epochs(
     on_epoch: Callable[[int, float], None] | None = None,
     on_step: Callable[[nn.Module], None] | None = None,
     before_step: Callable[[torch.Tensor], None] | None = None,
+    grad_clip: float | None = None,
 ) -> list[float]:
     """Minimise the mean per-example loss for ``epochs`` shuffled passes; returns epoch mean losses.
 
@@ -45,6 +46,7 @@ def run_epochs(
     events); ``on_epoch(epoch, mean_loss)`` runs after each epoch (checkpoints, early stopping);
     ``on_step(model)`` after each optimiser step (unlearning's time budget and collapse guard);
     ``before_step(positions)`` just before it (the update logger snapshots the weights there).
+    ``grad_clip`` norm-clips the gradients before each step.
     """
     device = next(model.parameters()).device
     steps = math.ceil(len(dataset) / batch_size)
@@ -62,6 +64,8 @@ def run_epochs(
                     raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 if before_step is not None:
                     before_step(idx)
                 optimizer.step()
