@@ -28,6 +28,7 @@ from torch import nn
 
 from ..data.datasets import Data
 from ..data.splits import ForgetSplit
+from ..io import read_json, write_json
 from ..methods import unlearn
 from ..methods.base import get
 from ..models.log import training_log
@@ -61,17 +62,14 @@ class TuneResult:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {k: getattr(self, k) for k in ("method", "objective", "best_params", "best_score", "seconds")}
         payload["trials"] = json.loads(self.trials.to_json(orient="records"))
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(path)
+        write_json(path, payload)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> TuneResult:
-        d = json.loads(Path(path).read_text())
+        d = read_json(path)
         return cls(d["method"], d["objective"], d["best_params"], d["best_score"], pd.DataFrame(d["trials"]),
                    d["seconds"])
 
