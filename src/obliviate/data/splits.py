@@ -6,13 +6,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets import labels_of, subset
+from .datasets import ArrayDataset, labels_of, subset
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _check_ids(ids: torch.Tensor, n: int, what: str = "forget ids") -> torch.Tensor:
@@ -97,6 +100,120 @@ class ForgetSplit:
             ids = ids.long()  # e.g. an empty list, or ids read back as whole floats
         return cls(ids, n, kind="ids")
 
+    @classmethod
+    def subclass(
+        cls, dataset: Dataset, label: int, *, clusters: int = 4, cluster: int = 0, seed: int = 0
+    ) -> "ForgetSplit":
+        """A sub-population of one class: cluster ``cluster`` of a k-means (``clusters`` groups) of
+        that class's inputs, clusters numbered largest first.
+
+        Datasets without sub-class labels (CIFAR-20's "rocket" inside "vehicles 2") get their
+        sub-classes this way; where real sub-class labels exist, use :meth:`where` on them.
+        """
+        from sklearn.cluster import KMeans
+
+        if not 0 <= cluster < clusters:
+            raise ValueError(f"cluster must be in [0, {clusters - 1}], got {cluster}")
+        y = labels_of(dataset)
+        members = torch.nonzero(y == int(label)).flatten()
+        if len(members) < clusters:
+            raise ValueError(f"class {label} has {len(members)} training examples, fewer than {clusters} clusters")
+        x = _inputs(dataset, members)
+        km = KMeans(n_clusters=clusters, n_init=10, random_state=seed).fit(x.reshape(len(members), -1).double().numpy())
+        sizes = np.bincount(km.labels_, minlength=clusters)
+        order = np.argsort(-sizes, kind="stable")  # cluster 0 = the largest, whatever k-means numbered it
+        ids = members[torch.as_tensor(km.labels_ == order[cluster])]
+        return cls(ids, len(y), kind=f"subclass:{label}/{cluster}of{clusters}")
+
+    @classmethod
+    def by_score(
+        cls, dataset: Dataset | int, scores: Sequence[float] | np.ndarray | torch.Tensor, *, bin: str = "high",
+        count: int | None = None, fraction: float | None = None, center: float | None = None,
+    ) -> "ForgetSplit":
+        """The ``count`` examples with the highest / lowest / middle scores, or a third of each ("mix").
+
+        Scores are oriented so that higher = more of the property (e.g. more memorized); "mid" takes
+        the examples closest to ``center`` (default: the median), as RUM's refinement step does.
+        """
+        n = dataset if isinstance(dataset, int) else len(dataset)
+        s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+        if s.shape != (n,):
+            raise ValueError(f"scores must have one value per training example: got shape {tuple(s.shape)}, "
+                             f"the dataset has {n} examples")
+        if not torch.isfinite(s).all():
+            raise ValueError("scores contain NaN or inf")
+        if (count is None) == (fraction is None):
+            raise ValueError("give exactly one of count= or fraction=")
+        if fraction is not None:
+            if not 0 < fraction < 1:
+                raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+            count = max(1, round(fraction * n))
+        bins = ("low", "mid", "high", "mix")
+        if bin not in bins:
+            raise ValueError(f"bin must be one of {bins}, got {bin!r}")
+        if not 0 < count < (n if bin != "mix" else n + 1):
+            raise ValueError(f"count must be in [1, {n - 1}], got {count}")
+        order = torch.argsort(s, stable=True)
+        mid_ref = float(s.median()) if center is None else float(center)
+        by_mid = torch.argsort((s - mid_ref).abs(), stable=True)
+        pick = {"low": lambda k: order[:k], "high": lambda k: order[n - k:], "mid": lambda k: by_mid[:k]}
+        if bin != "mix":
+            ids = pick[bin](count)
+        else:  # disjoint thirds: high first, then low, then mid among what is left
+            k = count // 3
+            taken = torch.zeros(n, dtype=torch.bool)
+            for part, size in (("high", count - 2 * k), ("low", k), ("mid", k)):
+                cand = {"high": order.flip(0), "low": order, "mid": by_mid}[part]
+                cand = cand[~taken[cand]][:size]
+                taken[cand] = True
+            ids = torch.nonzero(taken).flatten()
+        return cls(ids, n, kind=f"score:{bin}:{count}")
+
+    @classmethod
+    def where(cls, table: "pd.DataFrame | str | Path", predicate: str) -> "ForgetSplit":
+        """Rows of ``table`` (a DataFrame, or a Parquet / CSV file) matching an SQL ``WHERE`` clause.
+
+        Evaluated by DuckDB, so deletion requests are written as the SQL users know
+        ("age BETWEEN 30 AND 31 AND region = 'north'"); row positions are the training-set ids.
+        The query runs with DuckDB's external access off: a predicate can read only this table.
+        """
+        import duckdb
+        import pandas as pd
+
+        if isinstance(table, (str, Path)):
+            path = Path(table)
+            if not path.exists():
+                raise ValueError(f"table file {path} does not exist")
+            reader = {".parquet": duckdb.read_parquet, ".csv": duckdb.read_csv}.get(path.suffix.lower())
+            if reader is None:
+                raise ValueError(f"table file must be .parquet or .csv, got {path.name}")
+            table = reader(str(path)).df()
+        if not isinstance(table, pd.DataFrame):
+            raise TypeError(f"table must be a pandas DataFrame or a .parquet/.csv path, got {type(table).__name__}")
+        if not isinstance(predicate, str) or not predicate.strip():
+            raise ValueError("predicate is empty: give an SQL condition such as \"age > 60\"")
+        n = len(table)
+        con = duckdb.connect()
+        try:
+            con.register("t", table.assign(__row__=np.arange(n)))
+            con.execute("SET enable_external_access = false")
+            try:
+                rows = con.execute(f"SELECT __row__ FROM t WHERE ({predicate})").fetchnumpy()["__row__"]
+            except duckdb.ParserException as e:
+                raise ValueError(f"syntax error in predicate {predicate!r}: {str(e).splitlines()[0]}") from None
+            except duckdb.BinderException as e:
+                raise ValueError(f"predicate {predicate!r} does not fit the table "
+                                 f"(columns: {list(table.columns)}): {str(e).splitlines()[0]}") from None
+            except duckdb.Error as e:
+                raise ValueError(f"predicate {predicate!r} failed: {str(e).splitlines()[0]}") from None
+        finally:
+            con.close()
+        if len(rows) == 0:
+            raise ValueError(f"predicate {predicate!r} matches no rows: there is nothing to forget")
+        if len(rows) == n:
+            raise ValueError(f"predicate {predicate!r} matches every row ({n}): nothing would be retained")
+        return cls(torch.as_tensor(np.asarray(rows, dtype=np.int64)), n, kind=f"where:{predicate}")
+
     # ---- views --------------------------------------------------------------------------------
     @property
     def retain_ids(self) -> torch.Tensor:
@@ -171,3 +288,23 @@ def parse_forget_spec(spec: str, dataset: Dataset, seed: int = 0) -> ForgetSplit
     if kind == "class" and arg:
         return ForgetSplit.by_class(dataset, [int(c) for c in arg.split(",")])
     raise ValueError(f"bad forget spec {spec!r}: use random:FRACTION, random:COUNT or class:C[,C...]")
+
+
+def table_of(dataset: Dataset) -> "pd.DataFrame":
+    """A training set as a table for :meth:`ForgetSplit.where`: ``id``, ``label`` and, for tabular
+    (1-D) inputs, one column ``x0``, ``x1``, ... per feature."""
+    import pandas as pd
+
+    y = labels_of(dataset).numpy()
+    table = pd.DataFrame({"id": np.arange(len(y)), "label": y})
+    first = dataset[0][0]
+    if first.dim() == 1:
+        x = _inputs(dataset, torch.arange(len(y)))
+        table = pd.concat([table, pd.DataFrame(x.numpy(), columns=[f"x{j}" for j in range(x.shape[1])])], axis=1)
+    return table
+
+
+def _inputs(dataset: Dataset, ids: torch.Tensor) -> torch.Tensor:
+    if isinstance(dataset, ArrayDataset):
+        return dataset.x[ids]
+    return torch.stack([dataset[int(i)][0] for i in ids])
