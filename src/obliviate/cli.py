@@ -1,4 +1,4 @@
-"""The ``obliviate`` command line: demo, train, unlearn."""
+"""The ``obliviate`` command line: demo, train, unlearn, tune, evaluate, bench, report, methods."""
 
 from __future__ import annotations
 
@@ -313,6 +313,57 @@ def evaluate(
     if out is not None:
         frame.to_csv(out, index=False)
         console.print(f"report: {out}")
+
+
+@app.command()
+def bench(
+    config: Path = typer.Argument(..., help="a bench YAML config, e.g. benchmarks/quick.yaml"),
+    out: Optional[Path] = typer.Option(None, help="results folder (default runs/bench/<config name>)"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:1 (default: the config's, else auto)"),
+    cache: Optional[Path] = typer.Option(None, help="share originals, oracles and tunings between folders"),
+    executor: str = typer.Option("in-process", help="where jobs run"),
+    report: bool = typer.Option(True, help="write report.html when the grid is done"),
+) -> None:
+    """Run a grid of datasets x forget sets x methods x seeds; rerun to resume (finished cells are kept)."""
+    from obliviate.bench import ConfigError, load_config, run
+    from obliviate.metrics.catalogue import METRICS
+
+    try:
+        cfg = load_config(config)
+        result = run(cfg, out, device=device, cache=cache, executor=executor)
+    except ConfigError as e:
+        _fail(str(e))
+    console.print(f"{result.computed} cells computed, {result.reused} reused, {result.seconds / 60:.1f} min: "
+                  f"{result.out}")
+    s = result.summary
+    board = s[s.metric == cfg.composite].sort_values(["dataset", "forget", "mean"],
+                                                     ascending=[True, True, not METRICS[cfg.composite].higher_is_better])
+    table = Table(title=f"{cfg.name}: {cfg.composite}, mean ± 95% CI over {len(cfg.seeds)} seeds")
+    for col in ("dataset", "forget", "method", cfg.composite, "floor"):
+        table.add_column(col, justify="left" if col in ("dataset", "forget", "method") else "right")
+    for _, r in board.iterrows():
+        ci = "" if r.ci95 != r.ci95 else f" ± {r.ci95:.2f}"
+        table.add_row(r.dataset, r.forget, r.method, f"{r['mean']:.2f}{ci}", f"{r.floor:.2f}")
+    console.print(table)
+    if report:
+        from obliviate.report import build_report
+
+        console.print(f"report: {build_report(result.out)}")
+
+
+@app.command("report")
+def report_cmd(
+    results: Path = typer.Argument(..., help="a bench results folder"),
+    out: Optional[Path] = typer.Option(None, help="HTML file (default RESULTS/report.html)"),
+    composite: Optional[str] = typer.Option(None, help="metric to sort leaderboards by (default: the config's)"),
+) -> None:
+    """Write one self-contained HTML report (tables, plots, manifest) for a bench results folder."""
+    from obliviate.report import build_report
+
+    try:
+        console.print(f"report: {build_report(results, out, composite=composite)}")
+    except ValueError as e:
+        _fail(str(e))
 
 
 @app.command("methods")

@@ -341,7 +341,7 @@ def _forget(where: _Where, i: int, f: Any) -> ForgetSpec:
         if not isinstance(v, str) or not v.strip():
             raise where.error(p, "predicate takes an SQL condition, e.g. \"label = 3 AND id % 2 = 0\"")
         args = {"predicate": v}
-        default = "where-" + "".join(c if c.isalnum() else "-" for c in v)[:40].strip("-")
+        default = "where " + " ".join(v.split())[:48]
     return ForgetSpec(kind, args, str(label) if label else default, line)
 
 

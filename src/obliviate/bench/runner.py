@@ -57,6 +57,11 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _slug(label: str) -> str:
+    """A label as a file-name part (the label itself stays in the cell record)."""
+    return "".join(c if c.isalnum() or c in ".-+" else "-" for c in label)[:48].strip("-")
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -450,7 +455,7 @@ def run(
             key = _cell_key(g, m, metrics, {"roc": cfg.roc, "epsilon": eps, "tuning": tuning and Path(tuning).name})
             cell = {"dataset": g.dataset.label, "forget": g.forget.label, "method": m.name, "seed": g.seed,
                     "split_hash": g.split_hash, "key": key}
-            path = out / "cells" / f"{g.dataset.label}__{g.forget.label}__{m.name}__s{g.seed}__{key}.json"
+            path = out / "cells" / f"{_slug(g.dataset.label)}__{_slug(g.forget.label)}__{m.name}__s{g.seed}__{key}.json"
             cell_files.append(path)
             if not path.exists():
                 cell_jobs.append({

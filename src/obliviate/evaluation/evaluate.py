@@ -195,6 +195,8 @@ def evaluate(
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; available: {list(METRICS)}")
+    for name in list(names):  # a composite brings the metrics it is made of, so it is never silently missing
+        names = [d for d in METRICS[name].needs if METRICS[name].kind == "composite" and d not in names] + names
     specs = [METRICS[n] for n in names]
     dev = torch.device(device) if device is not None else None
     net, seconds = _unwrap(model)

@@ -1,0 +1,204 @@
+"""Bench grids: config errors located before any training, caching, resumption after a kill, results."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import obliviate as ob
+from obliviate.bench import ConfigError, load_config, read_table, run
+from obliviate.bench.runner import TIMING_METRICS
+from obliviate.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """\
+name: t
+seeds: [0]
+threads: 1
+datasets:
+  - name: digits
+forget:
+  - random: 0.1
+methods:
+  - none
+  - finetune: {epochs: 1}
+metrics: [forget_acc, test_acc, avg_gap]
+"""
+
+
+def _error(text: str) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_config(text=text)
+    return str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "words"),
+    [
+        ("  - finetune: {epochs: 1}", "  - finetun: {epochs: 1}", 10, "unknown method 'finetun'"),
+        ("  - name: digits", "  - name: digitz", 5, "unknown dataset 'digitz'"),
+        ("[forget_acc, test_acc", "[forget_acc, test_accuracy", 11, "unknown metric 'test_accuracy'"),
+        ("  - random: 0.1", "  - random: -0.1", 7, "fraction"),
+        ("  - random: 0.1", "  - random: 0.1\n  - memorization: {bin: top, count: 5}", 8, "bin must be one of"),
+        ("  - finetune: {epochs: 1}", "  - finetune: {epochs: 1, lr: -1}", 10, "lr must be > 0"),
+        ("  - finetune: {epochs: 1}", "  - finetune: {epoch: 1}", 10, "finetune has no parameter 'epoch'"),
+        ("seeds: [0]", "seeds: [0, 0]", 2, "seeds repeat"),
+        ("threads: 1", "threads: 1\nworkers: 3", 4, "unknown key 'workers'"),
+        ("forget:\n  - random: 0.1", "forget:\n  - random: 0.1\n  - predicate: ''", 8, "predicate takes"),
+        ("  - name: digits", "  - name: digits\n    recipe: {epochs: 0}", 6, "bad recipe"),
+        ("  - none", "  - none\n  - scrub: {tune: {budget: 0}}", 10, "must be >= 1"),
+    ],
+)
+def test_bad_config_names_the_line(old: str, new: str, line: int, words: str) -> None:
+    assert old in GOOD
+    msg = _error(GOOD.replace(old, new))
+    assert msg.startswith(f"<config>:{line}:"), msg
+    assert words in msg, msg
+
+
+def test_malformed_yaml_names_the_line() -> None:
+    msg = _error(GOOD.replace("  - none", "  - none: [unclosed"))
+    assert "malformed YAML" in msg and msg.startswith("<config>:"), msg
+    assert int(msg.split(":")[1]) in (9, 10, 11), msg
+
+
+def test_config_defaults_and_all_methods() -> None:
+    cfg = load_config(text=GOOD.replace("  - none\n  - finetune: {epochs: 1}", "  - all\n  - retrain"))
+    names = [m.name for m in cfg.methods]
+    assert "retrain" in names and names.count("retrain") == 1 and "scrub" in names
+    assert cfg.oracles == 2 and cfg.composite == "avg_gap" and cfg.roc is True
+
+
+def test_data_dependent_errors_come_before_training(tmp_path: Path) -> None:
+    """A class the data lacks, or a predicate matching nothing, fails in run() before any model is trained."""
+    for forget, words in [("  - class: 42", "classes [42] have no training examples"),
+                          ("  - predicate: \"label = 99\"", "matches no rows"),
+                          ("  - predicate: \"colour = 3\"", "does not fit the table")]:
+        cfg = load_config(text=GOOD.replace("  - random: 0.1", forget))
+        with pytest.raises(ConfigError, match=re.escape(words)) as e:
+            run(cfg, tmp_path / "r", progress=False)
+        assert str(e.value).startswith("<config>:7:")
+        assert not any((tmp_path / "r").rglob("model.safetensors"))
+
+
+def test_cli_reports_config_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("  - none", "  - nothing"))
+    res = CliRunner().invoke(app, ["bench", str(path), "--out", str(tmp_path / "o"), "--no-report"])
+    assert res.exit_code == 2
+    assert f"{path}:9: unknown method 'nothing'" in " ".join(res.output.split())
+
+
+GRID = """\
+name: resume
+seeds: [0, 1, 2]
+threads: 1
+datasets:
+  - name: digits
+forget:
+  - random: 0.1
+methods:
+  - none
+  - finetune
+  - neggrad+
+  - random-label
+  - scrub
+metrics: [forget_acc, retain_acc, test_acc, mia_efficacy, js_forget, avg_gap]
+"""
+
+
+def _frame(out: Path) -> pd.DataFrame:
+    df = read_table(out / "results.parquet")
+    df = df[~df.metric.isin(TIMING_METRICS)]
+    return df.sort_values(["forget", "method", "seed", "metric"]).reset_index(drop=True)
+
+
+def test_killed_run_resumes_computing_only_missing_cells(tmp_path: Path) -> None:
+    """SIGKILL a grid mid-way; the rerun computes only the missing cells, and the results equal an
+    uninterrupted run's (timings aside)."""
+    cfg_path = tmp_path / "grid.yaml"
+    cfg_path.write_text(GRID)
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "obliviate", "bench", str(cfg_path), "--out", str(out),
+                             "--no-report"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cells = out / "cells"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(list(cells.glob("*.json"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.read_bytes() for p in cells.glob("*.json")}
+    total = 3 * 6  # 3 seeds x (5 methods + oracle B)
+    assert 3 <= len(before) < total, f"the kill came too late: {len(before)} cells"
+    assert not list(cells.glob(".*")), "a killed run left a partial cell file behind"
+
+    resumed = run(cfg_path, out, progress=False)
+    assert (resumed.computed, resumed.reused) == (total - len(before), len(before))
+    assert {p.name: p.read_bytes() for p in cells.glob("*.json") if p.name in before} == before
+
+    again = run(cfg_path, out, progress=False)
+    assert (again.computed, again.reused) == (0, total)
+
+    fresh = run(cfg_path, tmp_path / "fresh", progress=False, cache=out / "cache")
+    assert fresh.computed == total
+    pd.testing.assert_frame_equal(_frame(out), _frame(tmp_path / "fresh"))
+
+
+def test_results_summary_and_manifest(tmp_path: Path) -> None:
+    res = run(load_config(text=GOOD.replace("seeds: [0]", "seeds: [0, 1]")), tmp_path, progress=False)
+    df = read_table(tmp_path / "results.parquet")
+    assert len(df) == len(pd.read_csv(tmp_path / "results.csv"))
+    # one row per cell x metric: 2 seeds x (none, finetune, oracle B) x (3 metrics + the 2 more avg_gap needs
+    # + seconds + cost_ratio)
+    assert len(df) == 2 * 3 * 7 and set(df.method) == {"none", "finetune", "oracle"}
+    s = res.summary.set_index(["method", "metric"])
+    vals = df[(df.method == "finetune") & (df.metric == "test_acc")].value.to_numpy()
+    assert s.loc[("finetune", "test_acc"), "mean"] == pytest.approx(vals.mean())
+    assert s.loc[("finetune", "test_acc"), "ci95"] == pytest.approx(12.706 * vals.std(ddof=1) / np.sqrt(2), rel=1e-3)
+    # oracle B's Avg.Gap is the floor; doing nothing is worse than the floor on random forgetting
+    assert s.loc[("oracle", "avg_gap"), "mean"] == pytest.approx(s.loc[("oracle", "avg_gap"), "floor"])
+    assert s.loc[("none", "avg_gap"), "direction"] == "lower"
+    m = ob.io.read_json(tmp_path / "manifest.json")
+    assert m["seeds"] == [0, 1] and m["cells"] == {"total": 6, "computed": 6, "reused": 0}
+    assert m["versions"]["torch"] and len(m["splits"]) == 2 and m["data"]["digits"]["train"]
+    ckpts = m["checkpoints"]
+    assert sum(k.startswith("original") for k in ckpts) == 2 and sum(k.startswith("oracle") for k in ckpts) == 4
+    assert all(len(h) == 64 for h in ckpts.values())
+
+
+def test_originals_and_oracles_are_shared_across_methods_and_runs(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    run(load_config(text=GOOD), tmp_path / "a", cache=cache, progress=False)
+    models = sorted(p.name for p in (cache / "models").iterdir())
+    assert len(models) == 3  # one original, oracles A and B; shared by both methods
+    more = GOOD.replace("  - none", "  - none\n  - neggrad+")
+    res = run(load_config(text=more), tmp_path / "b", cache=cache, progress=False)
+    assert sorted(p.name for p in (cache / "models").iterdir()) == models  # nothing retrained
+    assert res.computed == 4  # new folder: none, finetune, neggrad+, oracle B
+
+
+def test_quick_config_runs_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped CI grid (benchmarks/quick.yaml) runs well within 3 minutes and gives a report."""
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    from obliviate.report import build_report
+
+    start = time.perf_counter()
+    res = run(ROOT / "benchmarks" / "quick.yaml", tmp_path / "q", progress=False)
+    html = build_report(res.out).read_text()
+    seconds = time.perf_counter() - start
+    assert seconds < 180, f"quick grid took {seconds:.0f} s"
+    assert res.summary.forget.nunique() == 5 and res.summary.method.nunique() == 8
+    assert html.count("data:image/png;base64,") >= 5 * 3
+    assert (res.summary.metric == "n23_forget_quality").any()
