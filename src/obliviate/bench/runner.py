@@ -37,8 +37,8 @@ import torch
 from ..data.datasets import Data, load
 from ..data.splits import ForgetSplit, table_of
 from ..executor import Executor, get_executor
-from ..methods import get as get_method
 from ..io import atomic_write_text, read_json, write_json
+from ..methods import get as get_method
 from ..train.recipe import Recipe
 from .config import BenchConfig, ConfigError, DatasetSpec, ForgetSpec, MethodSpec, load_config
 
@@ -162,22 +162,30 @@ def tune_job(job: dict) -> str:
     return str(path)
 
 
-def _roc(model: torch.nn.Module, data: Data, split: ForgetSplit, device: str) -> dict[str, list[float]]:
+def _roc(outs: Any) -> dict[str, list[float]]:
     """Loss-threshold MIA ROC (D_f members vs test non-members) on a fixed log-spaced FPR grid."""
     from sklearn.metrics import roc_curve
 
-    from ..evaluation.evaluate import outputs_of
-
-    outs = outputs_of(model, data, split, device=torch.device(device))
     m, n = -outs.losses("forget").numpy(), -outs.losses("test_all").numpy()
     fpr, tpr, _ = roc_curve(np.r_[np.ones(len(m)), np.zeros(len(n))], np.r_[m, n])
     return {"fpr": ROC_GRID.round(6).tolist(), "tpr": np.interp(ROC_GRID, fpr, tpr).round(6).tolist()}
 
 
+@functools.lru_cache(maxsize=8)
+def _oracle(path: str) -> Any:
+    """Oracles load once per process: the same objects let ``evaluate(cache=...)`` measure them once."""
+    from ..methods.result import UnlearningResult
+
+    return UnlearningResult.load(path)
+
+
+#: oracle outputs and metric values shared by the cells of one process (see ``evaluate(cache=)``)
+_EVAL_CACHE: dict = {}
+
+
 def cell_job(job: dict) -> dict:
     """One cell: unlearn (or take oracle B), evaluate against the oracles, write ``cells/<key>.json``."""
     from ..evaluation.evaluate import evaluate
-    from ..methods.result import UnlearningResult
     from ..methods.unlearn import unlearn
     from ..models.store import load_model
 
@@ -186,7 +194,9 @@ def cell_job(job: dict) -> dict:
         return read_json(path)
     data, recipe = data_of(job["data"]), Recipe.from_dict(job["recipe"])
     split = ForgetSplit.load(job["split"])
-    oracles = [UnlearningResult.load(p) for p in job["oracles"]]
+    oracles = [_oracle(p) for p in job["oracles"]]
+    if len(_EVAL_CACHE) > 32:
+        _EVAL_CACHE.clear()
     params = dict(job["params"])
     if job.get("tuning"):
         params = {**params, **read_json(Path(job["tuning"]))["best_params"]}
@@ -198,7 +208,7 @@ def cell_job(job: dict) -> dict:
         result = unlearn(original, data.train, split, method=method, seed=job["seed"], val=data.val, recipe=recipe,
                          device=job["device"], progress=False, **params)
     report = evaluate(result, data, split, oracle=oracles, metrics=job["metrics"], seed=job["seed"],
-                      device=job["device"])
+                      device=job["device"], cache=_EVAL_CACHE)
     frame = report.to_frame()
     record: dict[str, Any] = {
         "cell": job["cell"],
@@ -210,9 +220,10 @@ def cell_job(job: dict) -> dict:
         "metrics": json.loads(frame.to_json(orient="records")),
     }
     if job.get("roc"):
-        record["roc"] = _roc(result.model, data, split, job["device"])
+        record["roc"] = _roc(report.details["outputs"])
         if method == "oracle":
-            record["roc_reference"] = _roc(oracles[0].model, data, split, job["device"])
+            ref = evaluate(oracles[0], data, split, metrics=["forget_acc"], seed=job["seed"], device=job["device"])
+            record["roc_reference"] = _roc(ref.details["outputs"])
     if job.get("epsilon") and method != "oracle":
         original, _ = load_model(job["original"])
         n23 = evaluate(original, data, split, method=method, protocol="neurips23", n_models=job["epsilon"], seed=job["seed"],
@@ -257,8 +268,14 @@ class _Progress:
 
     def __init__(self, total: int, enabled: bool | None) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = Console(stderr=True)
         if not self.console.is_terminal:  # CI logs: one unwrapped line per job
@@ -528,7 +545,7 @@ def tidy(cell_files: list[Path]) -> pd.DataFrame:
         base = {"dataset": c["dataset"], "forget": c["forget"], "method": c["method"], "seed": c["seed"]}
         for r in rec["metrics"]:
             rows.append({**base, "metric": r["metric"], "value": r["value"], "oracle": r["oracle"], "gap": r["gap"],
-                         "floor": r["floor"], "ideal": str(r["ideal"]), "direction": DIRECTION[r["higher_is_better"]]})
+                         "floor": r["floor"], "ideal": str(r["ideal"]), "direction": "lower" if r["metric"] in TIMING_METRICS else DIRECTION[r["higher_is_better"]]})
         for k, v in rec.get("epsilon", {}).get("values", {}).items():
             rows.append({**base, "metric": f"n23_{k}", "value": v, "oracle": np.nan, "gap": np.nan, "floor": np.nan,
                          "ideal": "", "direction": "higher" if k in ("forget_quality", "neurips23_score") else ""})
