@@ -171,7 +171,9 @@ def test_results_summary_and_manifest(tmp_path: Path) -> None:
     assert s.loc[("oracle", "avg_gap"), "mean"] == pytest.approx(s.loc[("oracle", "avg_gap"), "floor"])
     assert s.loc[("none", "avg_gap"), "direction"] == "lower"
     m = ob.io.read_json(tmp_path / "manifest.json")
-    assert m["seeds"] == [0, 1] and m["cells"] == {"total": 6, "computed": 6, "reused": 0}
+    assert m["seeds"] == [0, 1] and {k: m["cells"][k] for k in ("total", "computed", "reused")} == {
+        "total": 6, "computed": 6, "reused": 0}
+    assert len(m["cells"]["files"]) == 6
     assert m["versions"]["torch"] and len(m["splits"]) == 2 and m["data"]["digits"]["train"]
     ckpts = m["checkpoints"]
     assert sum(k.startswith("original") for k in ckpts) == 2 and sum(k.startswith("oracle") for k in ckpts) == 4
@@ -202,3 +204,14 @@ def test_quick_config_runs_and_reports(tmp_path: Path, monkeypatch: pytest.Monke
     assert res.summary.forget.nunique() == 5 and res.summary.method.nunique() == 8
     assert html.count("data:image/png;base64,") >= 5 * 3
     assert (res.summary.metric == "n23_forget_quality").any()
+
+
+def test_a_changed_config_in_the_same_folder_reports_only_its_own_cells(tmp_path: Path) -> None:
+    from obliviate.bench.runner import iter_cells
+
+    run(load_config(text=GOOD), tmp_path, progress=False)
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 3
+    res = run(load_config(text=GOOD.replace("  - finetune: {epochs: 1}\n", "")), tmp_path, progress=False)
+    assert (res.computed, res.reused) == (0, 2)
+    assert sorted(c["cell"]["method"] for c in iter_cells(tmp_path)) == ["none", "oracle"]
+    assert set(res.results.method) == {"none", "oracle"}

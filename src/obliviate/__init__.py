@@ -9,19 +9,35 @@ __version__ = "0.1.0"
 from . import data as datasets
 from . import methods, metrics, models, objectives, testing
 from .data import ForgetSplit
-from .evaluation import Report, TuneResult, evaluate, tune
+from .evaluation import Detection, Report, TuneResult, detect, evaluate, memorization, tune
 from .methods import UnlearningResult, unlearn
 from .models import load_model, save_model
 from .models.log import training_log
 from .train import Ensemble, Recipe, train, train_ensemble
+
+
+def __getattr__(name: str):
+    """``ob.bench`` and ``ob.report`` load on first use (YAML, DuckDB and matplotlib are not needed
+    to unlearn)."""
+    if name in ("bench", "report"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'obliviate' has no attribute {name!r}")
+
 
 __all__ = [
     "Ensemble",
     "ForgetSplit",
     "Recipe",
     "Report",
+    "bench",
+    "report",
     "UnlearningResult",
     "datasets",
+    "Detection",
+    "detect",
+    "memorization",
     "evaluate",
     "load_model",
     "methods",

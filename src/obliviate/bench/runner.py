@@ -264,28 +264,28 @@ class _Group:
 
 
 class _Progress:
-    """A rich bar on terminals and one line per finished job everywhere, with an ETA."""
+    """A rich bar on terminals and one line per finished job everywhere.
 
-    def __init__(self, total: int, enabled: bool | None) -> None:
+    The ETA is per kind of job (originals, oracles, tunings and cells differ by 10-100x in cost):
+    remaining jobs of each kind times that kind's mean so far (the overall mean for unseen kinds).
+    """
+
+    def __init__(self, enabled: bool | None) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
         if not self.console.is_terminal:  # CI logs: one unwrapped line per job
             self.console.width = 200
         self.quiet = enabled is False
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("eta"), TimeRemainingColumn(), console=self.console,
+                            TextColumn("eta {task.fields[eta]}"), console=self.console,
                             disable=not (enabled if enabled is not None else self.console.is_terminal))
-        self.task = self.bar.add_task("bench", total=total)
-        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.task = self.bar.add_task("bench", total=0, eta="?")
+        self.planned: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.spent: dict[str, float] = {}
+        self.last = time.perf_counter()
 
     def __enter__(self) -> "_Progress":
         self.bar.__enter__()
@@ -294,15 +294,27 @@ class _Progress:
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
 
-    def step(self, what: str) -> None:
-        self.done += 1
-        self.bar.update(self.task, advance=1, description=what[:40])
+    def plan(self, kind: str, n: int) -> None:
+        self.planned[kind] = self.planned.get(kind, 0) + n
+        self.bar.update(self.task, total=sum(self.planned.values()))
+
+    def eta(self) -> float:
+        seen = sum(self.done.values())
+        overall = sum(self.spent.values()) / seen if seen else 0.0
+        return sum((self.planned[k] - self.done.get(k, 0)) * (self.spent[k] / self.done[k] if self.done.get(k)
+                                                               else overall) for k in self.planned)
+
+    def step(self, kind: str, what: str) -> None:
+        now = time.perf_counter()
+        self.done[kind] = self.done.get(kind, 0) + 1
+        self.spent[kind] = self.spent.get(kind, 0.0) + now - self.last
+        self.last = now
+        eta = f"{self.eta() / 60:.1f} min"
+        self.bar.update(self.task, advance=1, description=what[:40], eta=eta)
         if self.quiet:
             return
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
-        self.bar.console.print(f"[{self.done}/{self.total}, {self.total - self.done} left, "
-                               f"eta {eta / 60:.1f} min] {what}", highlight=False)
+        done, total = sum(self.done.values()), sum(self.planned.values())
+        self.bar.console.print(f"[{done}/{total}, {total - done} left, eta {eta}] {what}", highlight=False)
 
 
 def _split_for(spec: ForgetSpec, data: Data, seed: int, original_path: str | None) -> ForgetSplit:
@@ -395,9 +407,11 @@ def run(
     todo_originals = [j for j in originals.values() if not (Path(j["path"]) / "model.safetensors").exists()]
     manifest: dict[str, Any] = {"splits": {}, "checkpoints": {}, "tuning": {}}
 
-    with _Progress(n_cells + len(todo_originals), progress) as bar:
+    with _Progress(progress) as bar:
+        bar.plan("original", len(todo_originals))
+        bar.plan("cell", n_cells)
         for job, _ in ex.map(train_original_job, todo_originals):
-            bar.step(f"original {Path(job['path']).name} trained")
+            bar.step("original", f"original {Path(job['path']).name} trained")
 
         # splits (memorization splits read the original's learning events), logged originals, oracles
         oracle_jobs: dict[str, dict] = {}
@@ -450,19 +464,22 @@ def run(
                                     "objective": m.tune["objective"], "fixed": m.params, "seed": g.seed,
                                     "device": dstr, "path": tpath}
                 tuning_of[(g.dataset.label, g.forget.label, m.name)] = tpath
-        pending = ([j for j in originals.values() if not (Path(j["path"]) / "model.safetensors").exists()]
-                   + [j for j in oracle_jobs.values() if not (Path(j["path"]) / "model.safetensors").exists()]
-                   + [j for j in tune_jobs.values() if not Path(j["path"]).exists()])
-        bar.total += len(pending)
-        bar.bar.update(bar.task, total=bar.total)
-        todo_logged = [j for j in originals.values() if "log_ids" in j and not (Path(j["path"]) / "model.safetensors").exists()]
+        def missing(jobs: Iterator[dict]) -> list[dict]:
+            return [j for j in jobs if not (Path(j["path"]) / "model.safetensors").exists()
+                    and not Path(j["path"]).is_file()]
+
+        todo_logged = missing(j for j in originals.values() if "log_ids" in j)
+        todo_oracles = missing(oracle_jobs.values())
+        todo_tunes = missing(tune_jobs.values())
+        bar.plan("original", len(todo_logged))
+        bar.plan("oracle", len(todo_oracles))
+        bar.plan("tune", len(todo_tunes))
         for job, _ in ex.map(train_original_job, todo_logged):
-            bar.step(f"original with update log {Path(job['path']).name}")
-        todo_oracles = [j for j in oracle_jobs.values() if not (Path(j["path"]) / "model.safetensors").exists()]
+            bar.step("original", f"original with update log {Path(job['path']).name}")
         for job, _ in ex.map(train_oracle_job, todo_oracles):
-            bar.step(f"oracle seed {job['seed']} ({Path(job['path']).name})")
-        for job, res in ex.map(tune_job, [j for j in tune_jobs.values() if not Path(j["path"]).exists()]):
-            bar.step(f"tuned {job['method']}: {read_json(Path(res))['best_params']}")
+            bar.step("oracle", f"oracle seed {job['seed']} ({Path(job['path']).name})")
+        for job, res in ex.map(tune_job, todo_tunes):
+            bar.step("tune", f"tuned {job['method']}: {read_json(Path(res))['best_params']}")
 
         # cells
         cell_files, cell_jobs = [], []
@@ -481,14 +498,13 @@ def run(
                     "method": m.name, "params": m.params, "tuning": tuning, "seed": g.seed, "metrics": metrics,
                     "roc": cfg.roc, "epsilon": eps, "device": dstr, "path": str(path)})
         reused = len(cell_files) - len(cell_jobs)
-        bar.total -= reused
-        bar.bar.update(bar.task, total=bar.total)
+        bar.plan("cell", -reused)
         computed = 0
         for job, rec in ex.map(cell_job, cell_jobs):
             computed += 1
             comp = next((r["value"] for r in rec["metrics"] if r["metric"] == cfg.composite), float("nan"))
             c = job["cell"]
-            bar.step(f"{c['dataset']} {c['forget']} {c['method']} seed {c['seed']}: {cfg.composite} {comp:.3f} "
+            bar.step("cell", f"{c['dataset']} {c['forget']} {c['method']} seed {c['seed']}: {cfg.composite} {comp:.3f} "
                      f"({rec['seconds']:.2f} s)")
 
     results = tidy(cell_files)
@@ -501,12 +517,13 @@ def run(
     for (d, f, m), p in tuning_of.items():
         manifest["tuning"][f"{d}/{f}/{m}"] = read_json(Path(p))["best_params"]
     seconds = time.perf_counter() - start
-    write_json(out / "manifest.json", _manifest(cfg, dev, ex, manifest, n_cells, computed, reused, seconds, cache_dir))
+    write_json(out / "manifest.json", _manifest(cfg, dev, ex, manifest, n_cells, computed, reused, seconds, cache_dir,
+                                                 [p.name for p in cell_files]))
     return BenchRun(out, computed, reused, results, summary, seconds)
 
 
 def _manifest(cfg: BenchConfig, dev: torch.device, ex: Executor, parts: dict, n_cells: int, computed: int,
-              reused: int, seconds: float, cache_dir: Path) -> dict:
+              reused: int, seconds: float, cache_dir: Path, cell_names: list[str]) -> dict:
     import duckdb
     import sklearn
 
@@ -529,7 +546,7 @@ def _manifest(cfg: BenchConfig, dev: torch.device, ex: Executor, parts: dict, n_
         "data": data_hashes,
         **parts,
         "cache": str(cache_dir),
-        "cells": {"total": n_cells, "computed": computed, "reused": reused},
+        "cells": {"total": n_cells, "computed": computed, "reused": reused, "files": cell_names},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(seconds, 2),
     }
@@ -548,7 +565,7 @@ def tidy(cell_files: list[Path]) -> pd.DataFrame:
                          "floor": r["floor"], "ideal": str(r["ideal"]), "direction": "lower" if r["metric"] in TIMING_METRICS else DIRECTION[r["higher_is_better"]]})
         for k, v in rec.get("epsilon", {}).get("values", {}).items():
             rows.append({**base, "metric": f"n23_{k}", "value": v, "oracle": np.nan, "gap": np.nan, "floor": np.nan,
-                         "ideal": "", "direction": "higher" if k in ("forget_quality", "neurips23_score") else ""})
+                         "ideal": "", "direction": {"forget_quality": "higher", "neurips23_score": "higher", "seconds": "lower"}.get(k, "")})
     df = pd.DataFrame(rows)
     for col in ("value", "oracle", "gap", "floor"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
@@ -596,5 +613,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def iter_cells(out: str | Path) -> Iterator[dict]:
-    for p in sorted(Path(out, "cells").glob("*.json")):
+    """The cell records of a run folder: those of its last config (per the manifest) when known, so
+    cells left by an earlier, different config of the same folder do not leak into a report."""
+    out = Path(out)
+    manifest = out / "manifest.json"
+    names = read_json(manifest).get("cells", {}).get("files") if manifest.exists() else None
+    paths = [out / "cells" / n for n in names] if names else sorted(Path(out, "cells").glob("*.json"))
+    for p in paths:
         yield read_json(p)

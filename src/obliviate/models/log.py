@@ -58,10 +58,12 @@ class UpdateLog:
 class TrainingLog:
     """What :func:`obliviate.train` records about a model it trained.
 
-    ``confidence`` [epochs, N] holds each training example's true-class probability seen in the
-    training forward pass of every epoch (free to record; the learning-event memorization proxies
-    of RUM average it over epochs). ``updates`` holds the per-batch parameter updates when
-    training was asked to log them (``ob.train(..., log_updates=ids)``), else None.
+    ``events`` maps a statistic to an [epochs, N] tensor of what each training example looked like
+    in the training forward pass of every epoch: ``confidence`` (true-class probability),
+    ``max_conf``, ``entropy`` and ``correct`` for classification. They are free to record, and
+    RUM's learning-event memorization proxies average them over epochs. ``updates`` holds the
+    per-batch parameter updates when training was asked to log them
+    (``ob.train(..., log_updates=ids)``), else None.
     """
 
     recipe: dict[str, Any]
@@ -69,8 +71,13 @@ class TrainingLog:
     seconds: float
     n_examples: int
     dataset: str | None = None
-    confidence: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    events: dict[str, torch.Tensor] = field(default_factory=dict)
     updates: UpdateLog | None = None
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        """[epochs, N] true-class probability per epoch (empty when not logged)."""
+        return self.events.get("confidence", torch.empty(0))
 
 
 def training_log(model: torch.nn.Module) -> TrainingLog | None:

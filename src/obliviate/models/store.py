@@ -41,8 +41,8 @@ def save_model(model: nn.Module, folder: str | Path, manifest: dict[str, Any] | 
             {"recipe": log.recipe, "seed": log.seed, "seconds": log.seconds,
              "n_examples": log.n_examples, "dataset": log.dataset},
         )
-        if log.confidence.numel():
-            save_state({"confidence": log.confidence}, folder / "learning_events.safetensors")
+        if log.events:
+            save_state(dict(log.events), folder / "learning_events.safetensors")
     updates = folder / "update_log.safetensors"  # Amnesiac's per-batch updates, tensors only
     if log is not None and log.updates is not None:
         save_state(log.updates.to_state(), updates)
@@ -78,10 +78,10 @@ def load_model(folder: str | Path, model: nn.Module | None = None) -> tuple[nn.M
         )
     if "training" in manifest:
         events = folder / "learning_events.safetensors"
-        conf = load_state(events)["confidence"] if events.exists() else torch.empty(0)
+        logged = load_state(events) if events.exists() else {}
         updates = folder / "update_log.safetensors"
         model.obliviate_log = TrainingLog(
-            **manifest["training"], confidence=conf,
+            **manifest["training"], events=logged,
             updates=UpdateLog.from_state(load_state(updates)) if updates.exists() else None,
         )
     return model, manifest

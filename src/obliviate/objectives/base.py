@@ -37,6 +37,9 @@ class Task(Protocol):
     def confidence(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Per-example probability of the target [B] (learning-event logging)."""
 
+    def events(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-example learning events of one training forward pass, name -> [B] (logged per epoch)."""
+
     def kd_loss(self, student: torch.Tensor, teacher: torch.Tensor, batch: Batch, temperature: float) -> torch.Tensor:
         """Per-example distillation KL(teacher || student) at a temperature, T^2-scaled [B]."""
 

@@ -54,6 +54,17 @@ class ClassificationTask:
     def confidence(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return logits.softmax(-1).gather(1, batch[1][:, None]).squeeze(1)
 
+    def events(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """RUM's learning-event statistics: true-class and max softmax probability, entropy, correctness."""
+        p = logits.detach().float().softmax(-1)
+        y = batch[1]
+        return {
+            "confidence": p.gather(1, y[:, None]).squeeze(1),
+            "max_conf": p.max(-1).values,
+            "entropy": -(p * p.clamp_min(1e-12).log()).sum(-1),
+            "correct": (p.argmax(-1) == y).float(),
+        }
+
     def kd_loss(self, student: torch.Tensor, teacher: torch.Tensor, batch: Batch, temperature: float) -> torch.Tensor:
         return kd_kl(student, teacher, temperature)
 

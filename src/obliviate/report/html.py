@@ -232,14 +232,9 @@ def _cells_frame(cells: list[dict]) -> pd.DataFrame:
 
 
 def _normalized(summary: pd.DataFrame) -> pd.DataFrame:
-    """Plain-string ideal / direction, also for early runs that stored ``higher_is_better`` instead."""
-    if "direction" not in summary and "higher_is_better" in summary:
-        hib = summary["higher_is_better"].astype(str).str.lower()
-        direction = hib.map({"true": "higher", "false": "lower"}).fillna("closer to oracle")
-    else:
-        direction = summary["direction"].fillna("").astype(str)
+    """Plain-string ideal / direction (CSV and Parquet read empty strings back as missing)."""
     return summary.assign(ideal=summary["ideal"].fillna("").astype(str).replace({"None": "", "nan": ""}),
-                          direction=direction)
+                          direction=summary["direction"].fillna("").astype(str))
 
 
 def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: str, *, note: str = "") -> str:

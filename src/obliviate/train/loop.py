@@ -101,7 +101,8 @@ def train(
     """Train a fresh model of ``recipe`` on ``dataset``; deterministic under ``seed`` on CPU.
 
     The returned model (in eval mode) carries a :class:`TrainingLog` (``model.obliviate_log``):
-    recipe, seed, seconds and each example's true-class confidence per epoch.
+    recipe, seed, seconds and each example's learning events per epoch (true-class and max
+    confidence, entropy, correctness: the inputs of RUM's memorization proxies).
 
     ``log_updates`` makes Amnesiac unlearning possible later (``method="amnesiac"``): the ids
     (positions in ``dataset``) that may be deleted, or True for all. Each optimiser step whose
@@ -121,10 +122,13 @@ def train(
         optimizer = recipe.make_optimizer(model.parameters())
         steps = recipe.epochs * math.ceil(len(dataset) / recipe.batch_size)
         scheduler = make_scheduler(recipe.schedule, optimizer, steps)
-        confidence = torch.zeros(recipe.epochs, len(dataset))
+        events: dict[str, torch.Tensor] = {}
 
         def log_events(idx: torch.Tensor, batch, logits: torch.Tensor, epoch: int) -> None:
-            confidence[epoch, idx] = task.confidence(logits, batch).float().cpu()
+            for name, value in task.events(logits, batch).items():
+                if name not in events:
+                    events[name] = torch.zeros(recipe.epochs, len(dataset))
+                events[name][epoch, idx] = value.float().cpu()
 
         updates = None if logged is None else _UpdateLogger(model, logged)
         run_epochs(
@@ -135,7 +139,7 @@ def train(
         )
     model.obliviate_log = TrainingLog(
         recipe=recipe.to_dict(), seed=seed, seconds=time.perf_counter() - start,
-        n_examples=len(dataset), confidence=confidence, updates=None if updates is None else updates.result(),
+        n_examples=len(dataset), events=events, updates=None if updates is None else updates.result(),
     )
     return model
 
