@@ -86,3 +86,20 @@ def test_tune_command_writes_trials_and_prints_the_unlearn_call(tmp_path):
     res = runner.invoke(app, ["tune", str(tmp_path / "orig"), "--method", "finetune", "--forget", "class:3",
                               "--objective", "accuracy"])
     assert res.exit_code != 0 and "objective" in res.output
+
+
+def test_detect_lists_injected_noise_and_writes_a_forget_list(tmp_path):
+    out = tmp_path / "found.csv"
+    res = runner.invoke(app, ["detect", "--noise", "0.05", "--top", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "injected 67: precision" in text and "label issue" in text
+    found = pd.read_csv(out)
+    assert found.columns[0] == "id" and set(found.kind) <= {"label issue", "outlier"}
+    digits = ob.datasets.load("digits")
+    assert len(ob.ForgetSplit.from_ids(digits.train, found.id.to_numpy())) == len(found)
+
+
+def test_detect_unlearn_needs_noise():
+    res = runner.invoke(app, ["detect", "--unlearn", "finetune"])
+    assert res.exit_code == 2 and "--unlearn needs --noise" in " ".join(res.output.split())

@@ -1,4 +1,4 @@
-"""The ``obliviate`` command line: demo, train, unlearn, tune, evaluate, bench, report, methods."""
+"""The ``obliviate`` command line: demo, train, unlearn, tune, evaluate, bench, report, detect, methods."""
 
 from __future__ import annotations
 
@@ -356,14 +356,80 @@ def report_cmd(
     results: Path = typer.Argument(..., help="a bench results folder"),
     out: Optional[Path] = typer.Option(None, help="HTML file (default RESULTS/report.html)"),
     composite: Optional[str] = typer.Option(None, help="metric to sort leaderboards by (default: the config's)"),
+    markdown: bool = typer.Option(False, help="print the leaderboards as Markdown instead (for a README)"),
 ) -> None:
     """Write one self-contained HTML report (tables, plots, manifest) for a bench results folder."""
     from obliviate.report import build_report
+    from obliviate.report import markdown as to_markdown
 
     try:
-        console.print(f"report: {build_report(results, out, composite=composite)}")
+        if markdown:
+            print(to_markdown(results, composite=composite), end="")
+        else:
+            console.print(f"report: {build_report(results, out, composite=composite)}")
     except ValueError as e:
         _fail(str(e))
+
+
+@app.command()
+def detect(
+    dataset: str = typer.Option("digits", help="digits, fashion-mnist, breast-cancer, wine or a .npz file"),
+    noise: float = typer.Option(0.0, help="inject this fraction of symmetric label noise first (a demo with "
+                                          "ground truth: precision and recall are reported)"),
+    unlearn: Optional[str] = typer.Option(None, help="with --noise: unlearn the detected set with this method and "
+                                                     "compare test accuracy with the original and clean oracles"),
+    param: list[str] = typer.Option([], help="method parameter key=value for --unlearn (repeatable)"),
+    outliers: float = typer.Option(0.01, help="fraction reported as memorized outliers (learning-event proxy)"),
+    folds: int = typer.Option(5, help="cross-validation folds for out-of-sample probabilities"),
+    top: int = typer.Option(15, help="rows to print"),
+    out: Optional[Path] = typer.Option(None, help="CSV of every finding (id first: a forget list)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Find label issues (cleanlab, cross-validated) and memorized outliers: the data worth forgetting."""
+    import obliviate as ob
+    from obliviate.evaluation.detect import detect_and_unlearn, inject_label_noise
+
+    data = ob.datasets.load(dataset)
+    recipe = ob.Recipe.default_for(data)
+    if unlearn is not None:
+        if not noise:
+            _fail("--unlearn needs --noise: without injected noise there is no clean oracle to prove against")
+        params = _parse_params(param) or ({"epochs": 5, "lr": 1e-3} if unlearn == "finetune" else {})
+        r = detect_and_unlearn(data, recipe, noise=noise, method=unlearn, seed=seed, **params)
+        console.print(f"injected {r['injected']} wrong labels ({100 * noise:g}%); flagged {r['flagged']}: "
+                      f"precision {r['precision']:.2f}, recall {r['recall']:.2f} ({r['detect_seconds']:.1f} s)")
+        table = Table(title=f"test accuracy: unlearning the flagged set with {unlearn} {params or ''}")
+        for col in ("original (noisy labels)", f"unlearned ({unlearn})", "oracle (retrained without the noise)",
+                    "clean labels"):
+            table.add_column(col, justify="right")
+        table.add_row(*(f"{100 * r[k]:.2f}%" for k in ("test_original", "test_unlearned", "test_oracle", "test_clean")))
+        console.print(table)
+        console.print(f"unlearning took {r['unlearn_seconds']:.2f} s; training {r['train_seconds']:.2f} s")
+        return
+    train, injected = data.train, None
+    if noise:
+        train, injected = inject_label_noise(data.train, noise, data.num_classes, seed=seed)
+    model = ob.train(recipe, train, seed=seed)
+    found = ob.detect(train, recipe, model=model, folds=folds, outlier_fraction=outliers, seed=seed)
+    t = found.table
+    issues = t[t.kind == "label issue"]
+    console.print(f"{len(issues)} label issues and {len(t) - len(issues)} outliers among {len(train)} examples")
+    if injected is not None:
+        import numpy as np
+
+        hit = np.isin(issues["id"].to_numpy(), injected.numpy())
+        console.print(f"injected {len(injected)}: precision {hit.mean() if len(hit) else 0:.2f}, "
+                      f"recall {hit.sum() / len(injected):.2f}")
+    table = Table(title="most suspicious first")
+    for col in ("id", "kind", "score", "given", "suggested", "why"):
+        table.add_column(col, justify="left" if col in ("kind", "why") else "right")
+    for _, r in t.head(top).iterrows():
+        table.add_row(str(r.id), r.kind, f"{r.score:.2f}", str(r.given_label), str(r.suggested_label), r.why)
+    console.print(table)
+    if out is not None:
+        found.save(out)
+        console.print(f"findings: {out}; to forget them: cut -d, -f1 {out} | tail -n +2 > ids.txt && "
+                      "obliviate unlearn MODEL --forget-ids ids.txt ...")
 
 
 @app.command("methods")

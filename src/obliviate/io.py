@@ -13,6 +13,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
+def _as_created(tmp: str) -> None:
+    """Give a temp file the permissions an ordinary new file would get (mkstemp makes it private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -20,6 +27,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        _as_created(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -34,6 +42,7 @@ def save_state(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, A
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
+        _as_created(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ a second rather than after the first hour.
       - none
       - finetune: {epochs: 5, lr: 0.01}
       - scrub: {tune: {budget: 6}}  # tuned once (first seed) against a validation oracle
+      - rum: {label: rum-finetune, base: finetune}   # label: the same method twice
     metrics: [forget_acc, retain_acc, test_acc, mia_efficacy, avg_gap]
     composite: avg_gap
 """
@@ -54,7 +55,7 @@ TOP_KEYS = {
 }
 DATASET_KEYS = {"name", "train_size", "val_fraction", "recipe", "recipe_cuda", "label"}
 FORGET_KINDS = ("random", "class", "subclass", "memorization", "predicate")
-MEMORIZATION_SCORES = ("confidence",)
+MEMORIZATION_SCORES = ("confidence", "max_conf", "entropy", "bi_acc")
 MEMORIZATION_BINS = ("low", "mid", "high", "mix")
 
 
@@ -90,10 +91,11 @@ class MethodSpec:
     params: dict[str, Any] = field(default_factory=dict)
     tune: dict[str, Any] | None = None  # {budget, objective}
     line: int = 0
+    label: str = ""  # how results name it (default: the method's name); lets one method run twice
 
-    @property
-    def label(self) -> str:
-        return self.name
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
 
 @dataclass(frozen=True)
@@ -373,7 +375,7 @@ def _methods(where: _Where, raw: dict) -> tuple[MethodSpec, ...]:
             raise where.error(path, f"a method is a name or {{name: {{params}}}}; got {m!r}")
         if name not in available():
             raise where.error(path, f"unknown method {name!r}; available: {available()}")
-        params = {k: v for k, v in spec.items() if k != "tune"}
+        params = {k: v for k, v in spec.items() if k not in ("tune", "label")}
         cls = get(name)
         fields = {f.name for f in dataclasses.fields(cls.Params)}
         for k in params:
@@ -389,11 +391,11 @@ def _methods(where: _Where, raw: dict) -> tuple[MethodSpec, ...]:
             _check_tune(where, path + ("tune",), tune)
             if not cls.search_space:
                 raise where.error(path + ("tune",), f"{name} has no search space to tune")
-        out.append(MethodSpec(name, params, tune or None, line))
-    names = [m.name for m in out]
+        out.append(MethodSpec(name, params, tune or None, line, str(spec.get("label", ""))))
+    names = [m.label for m in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise where.error(("methods",), f"methods listed twice: {dup}")
+        raise where.error(("methods",), f"methods listed twice: {dup} (give each a different label:)")
     return tuple(out)
 
 

@@ -327,13 +327,13 @@ def _split_for(spec: ForgetSpec, data: Data, seed: int, original_path: str | Non
         return ForgetSplit.subclass(data.train, a["label"], clusters=a["clusters"], cluster=a["cluster"], seed=seed)
     if spec.kind == "predicate":
         return ForgetSplit.where(table_of(data.train), a["predicate"])
-    # memorization, by the original's learning events: high memorization <-> low mean confidence
+    # memorization, by a learning-event proxy of the original (e.g. 1 - mean true-class confidence)
+    from ..evaluation.memorization import learning_event_proxy
     from ..models.store import load_model
 
     model, _ = load_model(original_path)
-    conf = model.obliviate_log.confidence
-    return ForgetSplit.by_score(data.train, 1 - conf.mean(0), bin=a["bin"], count=a.get("count"),
-                                fraction=a.get("fraction"))
+    return ForgetSplit.by_score(data.train, learning_event_proxy(model, a["score"]), bin=a["bin"],
+                                count=a.get("count"), fraction=a.get("fraction"))
 
 
 def _check_against_data(config: BenchConfig, device: torch.device) -> None:
@@ -353,6 +353,7 @@ def _check_against_data(config: BenchConfig, device: torch.device) -> None:
 def _cell_key(group: _Group, method: MethodSpec, metrics: list[str] | None, extra: dict) -> str:
     return _digest({"data": group.data_job, "recipe": group.recipe, "split": group.split_hash, "seed": group.seed,
                     "method": method.name, "params": method.params, "tune": method.tune, "metrics": metrics,
+                    **({"label": method.label} if method.label != method.name else {}),
                     "oracles": list(group.oracles), **extra})
 
 
@@ -463,7 +464,7 @@ def run(
                                     "val_oracle": vpath, "method": m.name, "budget": m.tune["budget"],
                                     "objective": m.tune["objective"], "fixed": m.params, "seed": g.seed,
                                     "device": dstr, "path": tpath}
-                tuning_of[(g.dataset.label, g.forget.label, m.name)] = tpath
+                tuning_of[(g.dataset.label, g.forget.label, m.label)] = tpath
         def missing(jobs: Iterator[dict]) -> list[dict]:
             return [j for j in jobs if not (Path(j["path"]) / "model.safetensors").exists()
                     and not Path(j["path"]).is_file()]
@@ -484,12 +485,12 @@ def run(
         # cells
         cell_files, cell_jobs = [], []
         for g, m in oracle_cells + method_cells:
-            tuning = tuning_of.get((g.dataset.label, g.forget.label, m.name))
-            eps = cfg.epsilon["n_models"] if cfg.epsilon and m.name in cfg.epsilon["methods"] else None
+            tuning = tuning_of.get((g.dataset.label, g.forget.label, m.label))
+            eps = cfg.epsilon["n_models"] if cfg.epsilon and m.label in cfg.epsilon["methods"] else None
             key = _cell_key(g, m, metrics, {"roc": cfg.roc, "epsilon": eps, "tuning": tuning and Path(tuning).name})
-            cell = {"dataset": g.dataset.label, "forget": g.forget.label, "method": m.name, "seed": g.seed,
+            cell = {"dataset": g.dataset.label, "forget": g.forget.label, "method": m.label, "seed": g.seed,
                     "split_hash": g.split_hash, "key": key}
-            path = out / "cells" / f"{_slug(g.dataset.label)}__{_slug(g.forget.label)}__{m.name}__s{g.seed}__{key}.json"
+            path = out / "cells" / f"{_slug(g.dataset.label)}__{_slug(g.forget.label)}__{_slug(m.label)}__s{g.seed}__{key}.json"
             cell_files.append(path)
             if not path.exists():
                 cell_jobs.append({

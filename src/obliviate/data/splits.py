@@ -95,7 +95,7 @@ class ForgetSplit:
     def from_ids(cls, dataset: Dataset | int, ids: Sequence[int] | np.ndarray | torch.Tensor) -> "ForgetSplit":
         """An explicit id list (positions in ``dataset``), validated against the dataset's size."""
         n = dataset if isinstance(dataset, int) else len(dataset)
-        ids = torch.as_tensor(np.asarray(ids)) if not isinstance(ids, torch.Tensor) else ids
+        ids = torch.as_tensor(np.array(ids)) if not isinstance(ids, torch.Tensor) else ids
         if ids.dtype.is_floating_point and bool((ids == ids.round()).all()):
             ids = ids.long()  # e.g. an empty list, or ids read back as whole floats
         return cls(ids, n, kind="ids")

@@ -14,7 +14,7 @@ from ..bench.runner import iter_cells, read_table, summarize, tidy
 from ..io import atomic_write_text, read_json
 from .html import render
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "markdown"]
 
 
 def _summary(results_dir: Path) -> tuple[pd.DataFrame | None, str]:
@@ -45,5 +45,43 @@ def build_report(results_dir: str | Path, out: str | Path | None = None, *, comp
     composite = composite or manifest.get("config", {}).get("composite") or "avg_gap"
     out = Path(out) if out is not None else results_dir / "report.html"
     atomic_write_text(out, render(summary, cells, manifest, composite, note=note))
-    out.chmod(0o644)  # a report is for sharing; the atomic temp file is created private
     return out
+
+
+def markdown(results_dir: str | Path, *, composite: str | None = None,
+             metrics: tuple[str, ...] = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")) -> str:
+    """The leaderboards as Markdown (for a README): per forget set, one row per method, best first,
+    ``mean ± 95% CI`` of the composite, means of ``metrics`` (accuracies in %) and cost vs retrain."""
+    from .html import method_order
+
+    results_dir = Path(results_dir)
+    summary, _ = _summary(results_dir)
+    if summary is None or summary.empty:
+        raise ValueError(f"{results_dir} holds no bench results")
+    manifest = read_json(results_dir / "manifest.json") if (results_dir / "manifest.json").exists() else {}
+    composite = composite or manifest.get("config", {}).get("composite") or "avg_gap"
+    out = []
+    for (dataset, forget), sec in summary.groupby(["dataset", "forget"], sort=False):
+        order, note = method_order(sec, composite)
+        mean = sec.pivot(index="method", columns="metric", values="mean")
+        ci = sec.pivot(index="method", columns="metric", values="ci95")
+        shown = [m for m in metrics if m in mean.columns]
+        head = ["method", *shown, composite, "cost (% of retrain)"]
+        lines = [f"**{dataset}, forget {forget}** ({note}; n = {int(sec['n'].max())} seeds; accuracies in %)", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        ref = sec.groupby("metric")["oracle"].mean()
+        lines.append("| oracle A (reference) | " + " | ".join(
+            [f"{100 * ref[k]:.1f}" if k.endswith("_acc") or k.startswith("mia") else f"{ref[k]:.3g}" for k in shown]
+            + ["—", "100%"]) + " |")
+        for m in order:
+            cells = [f"{100 * mean.at[m, k]:.1f}" if k.endswith("_acc") or k.startswith("mia")
+                     else f"{mean.at[m, k]:.3g}" for k in shown]
+            c, w = mean.at[m, composite] if composite in mean else float("nan"), ci.at[m, composite] \
+                if composite in ci else float("nan")
+            comp = f"{c:.2f}" + (f" ± {w:.2f}" if w == w else "")
+            cost = mean.at[m, "cost_ratio"] if "cost_ratio" in mean else float("nan")
+            name = "oracle B (noise floor)" if m == "oracle" else f"`{m}`"
+            lines.append(f"| {name} | " + " | ".join([*cells, comp, f"{100 * cost:.1f}%" if cost == cost else "—"])
+                         + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"

@@ -149,7 +149,8 @@ def roc(cells: list[dict], colors: dict[str, str]) -> bytes | None:
     ax.set_xlabel("false positive rate (test flagged as member, log)")
     ax.set_ylabel("true positive rate (D_f flagged as member)")
     ax.set_title("loss-threshold MIA ROC", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    n = len(curves) + 1 + bool(ref)  # outside the axes: with 20 methods an inside legend hides the curves
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1 if n <= 14 else 2, frameon=False)
     ax.grid(alpha=0.3, which="both")
     return _png(fig)
 
