@@ -7,7 +7,7 @@ model retrained without that data (the oracle) that it is gone.
 __version__ = "0.1.0"
 
 from . import data as datasets
-from . import methods, metrics, models, objectives, testing
+from . import exact, methods, metrics, models, objectives, testing
 from .data import ForgetSplit
 from .evaluation import Detection, Report, TuneResult, detect, evaluate, memorization, tune
 from .methods import UnlearningResult, unlearn
@@ -39,6 +39,7 @@ __all__ = [
     "detect",
     "memorization",
     "evaluate",
+    "exact",
     "load_model",
     "methods",
     "metrics",

@@ -1,0 +1,140 @@
+"""Exact unlearning (SISA, in-process and on Ray) and certified removal for logistic regression."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.preprocessing import StandardScaler
+
+from obliviate.exact import SISA, CertifiedLogistic, slice_epochs
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    return digits.train.subset(torch.arange(600))
+
+
+@pytest.fixture(scope="module")
+def sisa_recipe(recipe):
+    return recipe.replace(epochs=8)
+
+
+def test_slice_schedule_matches_the_sisa_code():
+    assert slice_epochs(20, 1) == [20]
+    assert slice_epochs(12, 4) == [4, 5, 5, 5]  # ē = 2e/(R+1) = 4.8
+    # each stage sees slices 1..r, so the passes over a shard add up to about `epochs` full passes
+    e, r = 12, 4
+    assert sum((i + 1) / r * k for i, k in enumerate(slice_epochs(e, r))) == pytest.approx(e, abs=0.5)
+
+
+def test_sisa_delete_is_exactly_a_fresh_fit_without_the_ids(small, sisa_recipe, digits):
+    sisa = SISA(sisa_recipe, shards=3, slices=3, seed=0).fit(small)
+    before = [[{k: v.clone() for k, v in c["model"].items()} for c in shard] for shard in sisa.checkpoints]
+    ids = [3, 250, 251]
+    shard_of = {i: tuple(int(v) for v in sisa.assign[i]) for i in ids}
+    res = sisa.delete(ids)
+    first = {}
+    for s, r in shard_of.values():
+        first[s] = min(first.get(s, r), r)
+    assert res.retrained == dict(sorted(first.items())) and res.removed == 3 and res.seconds > 0
+    for s in range(3):  # untouched shards and the slices before the deleted ones keep their checkpoints
+        upto = first.get(s, 3)
+        for r in range(upto):
+            assert all(torch.equal(before[s][r][k], v) for k, v in sisa.checkpoints[s][r]["model"].items())
+    fresh = SISA(sisa_recipe, shards=3, slices=3, seed=0).fit(small, exclude=ids)
+    assert torch.equal(sisa.predict_proba(digits.test), fresh.predict_proba(digits.test))
+    assert (sisa.predict(digits.test) == digits.test.y).float().mean() > 0.85
+    assert all(sisa.assign[i][0] == -1 for i in ids)
+
+
+def test_sisa_rejects_bad_deletions(small, sisa_recipe):
+    with pytest.raises(RuntimeError, match="fit"):
+        SISA(sisa_recipe).delete([1])
+    sisa = SISA(sisa_recipe, shards=2, slices=2, seed=1).fit(small)
+    for ids, words in [([600], "out of range"), ([4, 4], "duplicates"), ([], "empty")]:
+        with pytest.raises(ValueError, match=words):
+            sisa.delete(ids)
+    sisa.delete([7])
+    with pytest.raises(ValueError, match="already deleted"):
+        sisa.delete([7, 8])
+    with pytest.raises(ValueError, match="aggregation"):
+        SISA(sisa_recipe, aggregation="max")
+    votes = SISA(sisa_recipe, shards=3, slices=1, seed=0, aggregation="vote").fit(small).predict_proba(small)
+    assert torch.allclose(votes.sum(1), torch.ones(len(small))) and set(torch.unique(votes * 3).tolist()) <= {0, 1, 2, 3}
+
+
+def test_sisa_on_ray_gives_identical_results(small, sisa_recipe, digits, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("HOME", str(tmp_path))  # Ray writes a token and logs under HOME
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    from obliviate.executor import RayExecutor
+
+    short = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+    try:
+        ex = RayExecutor(num_cpus=2, _temp_dir=short)
+        on_ray = SISA(sisa_recipe, shards=2, slices=2, seed=0, executor=ex, threads=1).fit(small)
+        here = SISA(sisa_recipe, shards=2, slices=2, seed=0, threads=1).fit(small)
+        assert torch.equal(on_ray.predict_proba(digits.test), here.predict_proba(digits.test))
+        assert on_ray.delete([10, 20]).retrained == here.delete([10, 20]).retrained
+        assert torch.equal(on_ray.predict_proba(digits.test), here.predict_proba(digits.test))
+    finally:
+        ray.shutdown()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    x, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(x), y
+
+
+def test_certified_removal_stays_under_its_residual_bound(cancer):
+    x, y = cancer
+    m = CertifiedLogistic(lam=1e-3, sigma=10.0, eps=10.0, seed=0).fit(x, y)
+    assert (m.predict(x) == y).mean() > 0.85
+    for i in range(5):
+        r = m.remove([i])
+        assert r.certified and not r.retrained and r.removed == 1
+        assert r.gradient_residual <= r.residual_bound  # the data-dependent bound holds
+        assert 0 < r.budget_left < 1
+    # the Newton step lands near the exact minimiser of the remaining data (same noise b)
+    exact = CertifiedLogistic(lam=1e-3, sigma=10.0, eps=10.0, seed=0).fit(x, y)
+    exact.alive[:5] = False
+    exact.w = [exact.w[0]]
+    from scipy.optimize import minimize
+
+    from obliviate.exact.certified import _loss_grad
+
+    t = exact._targets(exact.y[exact.alive])[0]
+    ref = minimize(_loss_grad, m.w[0], args=(exact.x[exact.alive], t, 1e-3, m.b[0]), jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-12, "maxiter": 2000}).x
+    assert np.linalg.norm(m.w[0] - ref) < 1e-3 * np.linalg.norm(ref)
+
+
+def test_spent_budget_retrains_with_fresh_noise(cancer):
+    x, y = cancer
+    m = CertifiedLogistic(lam=1e-3, sigma=0.01, eps=0.1, seed=0).fit(x, y)  # a tiny budget
+    b0 = m.b[0].copy()
+    r = m.remove(np.arange(20))
+    assert r.retrained and r.budget_left == 1.0 and m.retrains == 1
+    assert not np.allclose(m.b[0], b0)  # fresh noise
+    assert m.alive.sum() == len(y) - 20
+    with pytest.raises(ValueError, match="already removed"):
+        m.remove([3])
+    with pytest.raises(ValueError, match="out of range"):
+        m.remove([len(y)])
+
+
+def test_certified_multiclass_one_vs_rest():
+    x, y = load_wine(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    m = CertifiedLogistic(lam=1e-3, sigma=1.0, eps=5.0).fit(x, y)
+    assert m.predict_proba(x).shape == (len(y), 3) and (m.predict(x) == y).mean() > 0.85
+    assert np.allclose(m.predict_proba(x).sum(1), 1)
+    r = m.remove([0, 1])
+    assert r.gradient_residual <= r.residual_bound
