@@ -11,6 +11,7 @@ import torch
 from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.preprocessing import StandardScaler
 
+import obliviate as ob
 from obliviate.exact import SISA, CertifiedLogistic, slice_epochs
 
 
@@ -138,3 +139,39 @@ def test_certified_multiclass_one_vs_rest():
     assert np.allclose(m.predict_proba(x).sum(1), 1)
     r = m.remove([0, 1])
     assert r.gradient_residual <= r.residual_bound
+
+
+@pytest.fixture(scope="module")
+def randhie():
+    pytest.importorskip("statsmodels")
+    data = ob.datasets.load("randhie")
+    return data.subset_train(torch.arange(3000))
+
+
+def test_randhie_loads_with_raw_columns_for_predicates(randhie):
+    assert randhie.num_classes == 3 and randhie.input_shape == (9,)
+    assert list(randhie.train_table.columns[:3]) == ["lncoins", "idp", "lpi"] and len(randhie.train_table) == 3000
+    split = ob.ForgetSplit.where(ob.datasets.splits.table_of(randhie.train, randhie.train_table),
+                                 "disea > 30 AND hlthg = 1")
+    rows = randhie.train_table.iloc[split.forget_ids.numpy()]
+    assert (rows.disea > 30).all() and (rows.hlthg == 1).all()
+
+
+def test_sequential_requests_each_against_its_own_oracle(randhie):
+    from obliviate.evaluation.requests import sequential_requests
+
+    recipe = ob.Recipe.default_for(randhie).replace(epochs=5)
+    original = ob.train(recipe, randhie.train, seed=0, progress=False)
+    preds = ["disea > 40", "hlthp = 1", "idp = 1 AND physlm = 1", "fmde > 7.5", "disea > 35"]
+    df = sequential_requests(original, randhie, preds, recipe=recipe, metrics=["forget_acc", "test_acc"])
+    assert df.step.tolist() == [1, 2, 3, 4, 5]
+    # later requests only delete rows that are still there; totals add up
+    assert (df.deleted > 0).all() and df.deleted_total.tolist() == df.deleted.cumsum().tolist()
+    assert (df.remaining + df.deleted_total == 3000).all()
+    assert {"forget_acc", "oracle_forget_acc", "all_deleted_acc", "oracle_all_deleted_acc"} <= set(df.columns)
+    for bad, words in [("disea >", "request 2: syntax error"), ("age > 3", "request 2: .*does not fit the table"),
+                       ("disea > 1000", "request 2: .*matches no rows"), ("disea >= 0", "request 2: .*every row")]:
+        with pytest.raises(ValueError, match=words):
+            sequential_requests(original, randhie, ["hlthp = 1", bad], recipe=recipe)
+    with pytest.raises(ValueError, match="request 2 .*only rows deleted by earlier requests"):
+        sequential_requests(original, randhie, ["disea > 40", "disea > 45"], recipe=recipe)

@@ -19,7 +19,6 @@ another process or machine.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -78,7 +77,7 @@ def _load_data(key: str) -> Data:
     n = spec["train_size"]
     if n and n < len(data.train):  # a fixed subsample (seed 0): the same for every seed and method
         keep = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:n]
-        data = dataclasses.replace(data, train=data.train.subset(keep.sort().values))
+        data = data.subset_train(keep.sort().values)
     return data
 
 
@@ -326,7 +325,7 @@ def _split_for(spec: ForgetSpec, data: Data, seed: int, original_path: str | Non
     if spec.kind == "subclass":
         return ForgetSplit.subclass(data.train, a["label"], clusters=a["clusters"], cluster=a["cluster"], seed=seed)
     if spec.kind == "predicate":
-        return ForgetSplit.where(table_of(data.train), a["predicate"])
+        return ForgetSplit.where(table_of(data.train, data.train_table), a["predicate"])
     # memorization, by a learning-event proxy of the original (e.g. 1 - mean true-class confidence)
     from ..evaluation.memorization import learning_event_proxy
     from ..models.store import load_model

@@ -9,7 +9,7 @@ import gzip
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -66,6 +66,14 @@ class Data:
     num_classes: int
     input_shape: tuple[int, ...]
     val: Dataset | None = None
+    #: tabular sets: the training rows' raw (unstandardised) columns, row i = training example i, for
+    #: SQL deletion requests in the units users know (``ForgetSplit.where(data.train_table, ...)``)
+    train_table: Any = None
+
+    def subset_train(self, ids: torch.Tensor) -> "Data":
+        """The same data with only training rows ``ids`` (and their table rows)."""
+        table = None if self.train_table is None else self.train_table.iloc[ids.numpy()].reset_index(drop=True)
+        return replace(self, train=subset(self.train, ids), train_table=table)
 
     def with_validation(self, fraction: float = 0.5, seed: int = 0) -> "Data":
         """Carve a stratified validation set out of the *test* set.
@@ -171,6 +179,29 @@ def _sklearn(loader: Callable, name: str, image_shape: tuple[int, ...] | None) -
     return from_arrays(x_tr, y_tr, x_te, y_te, name=name)
 
 
+def _randhie() -> Data:
+    """RAND Health Insurance Experiment (statsmodels, public domain): 20,190 person-years, 9 columns.
+
+    Target: outpatient doctor visits in the year, as 3 classes (0 = none, 1 = 1-3, 2 = 4 or more).
+    Features standardised with training statistics; ``train_table`` keeps the raw columns (lncoins,
+    idp, lpi, fmde, physlm, disea, hlthg, hlthf, hlthp) for predicate deletions.
+    """
+    try:
+        from statsmodels.datasets import randhie
+    except ImportError:
+        raise ValueError("the randhie dataset ships with statsmodels: pip install statsmodels") from None
+    from sklearn.model_selection import train_test_split
+
+    df = randhie.load_pandas().data
+    y = np.digitize(df["mdvis"].to_numpy(), [1, 4])
+    x = df.drop(columns="mdvis")
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    mu, sd = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8
+    data = from_arrays(((x_tr - mu) / sd).to_numpy(np.float32), y_tr, ((x_te - mu) / sd).to_numpy(np.float32), y_te,
+                       name="randhie")
+    return replace(data, train_table=x_tr.reset_index(drop=True))
+
+
 def _read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (the MNIST format): big-endian header, then uint8 data."""
     with gzip.open(path, "rb") as f:
@@ -211,6 +242,7 @@ def _register_builtins() -> None:
             "breast-cancer": lambda: _sklearn(skd.load_breast_cancer, "breast-cancer", None),
             "wine": lambda: _sklearn(skd.load_wine, "wine", None),
             "fashion-mnist": _fashion_mnist,
+            "randhie": _randhie,
         }
     )
 

@@ -290,13 +290,18 @@ def parse_forget_spec(spec: str, dataset: Dataset, seed: int = 0) -> ForgetSplit
     raise ValueError(f"bad forget spec {spec!r}: use random:FRACTION, random:COUNT or class:C[,C...]")
 
 
-def table_of(dataset: Dataset) -> "pd.DataFrame":
-    """A training set as a table for :meth:`ForgetSplit.where`: ``id``, ``label`` and, for tabular
-    (1-D) inputs, one column ``x0``, ``x1``, ... per feature."""
+def table_of(dataset: Dataset, columns: "pd.DataFrame | None" = None) -> "pd.DataFrame":
+    """A training set as a table for :meth:`ForgetSplit.where`: ``id``, ``label`` and the named
+    ``columns`` (e.g. ``Data.train_table``, row i = example i) or, for tabular (1-D) inputs without
+    them, one column ``x0``, ``x1``, ... per feature."""
     import pandas as pd
 
     y = labels_of(dataset).numpy()
     table = pd.DataFrame({"id": np.arange(len(y)), "label": y})
+    if columns is not None:
+        if len(columns) != len(y):
+            raise ValueError(f"columns have {len(columns)} rows for {len(y)} examples")
+        return pd.concat([table, columns.reset_index(drop=True)], axis=1)
     first = dataset[0][0]
     if first.dim() == 1:
         x = _inputs(dataset, torch.arange(len(y)))
