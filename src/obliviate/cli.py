@@ -321,17 +321,22 @@ def bench(
     out: Optional[Path] = typer.Option(None, help="results folder (default runs/bench/<config name>)"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:1 (default: the config's, else auto)"),
     cache: Optional[Path] = typer.Option(None, help="share originals, oracles and tunings between folders"),
-    executor: str = typer.Option("in-process", help="where jobs run"),
+    executor: str = typer.Option("in-process", help="where jobs run: in-process or ray"),
+    ray_address: Optional[str] = typer.Option(None, help="join this Ray cluster (default: start a local one)"),
     report: bool = typer.Option(True, help="write report.html when the grid is done"),
 ) -> None:
     """Run a grid of datasets x forget sets x methods x seeds; rerun to resume (finished cells are kept)."""
     from obliviate.bench import ConfigError, load_config, run
+    from obliviate.executor import get_executor
     from obliviate.metrics.catalogue import METRICS
 
     try:
         cfg = load_config(config)
-        result = run(cfg, out, device=device, cache=cache, executor=executor)
-    except ConfigError as e:
+        if ray_address and executor != "ray":
+            _fail("--ray-address needs --executor ray")
+        ex = get_executor(executor, **({"address": ray_address} if ray_address else {}))
+        result = run(cfg, out, device=device, cache=cache, executor=ex)
+    except (ConfigError, ImportError) as e:
         _fail(str(e))
     console.print(f"{result.computed} cells computed, {result.reused} reused, {result.seconds / 60:.1f} min: "
                   f"{result.out}")

@@ -101,6 +101,21 @@ def recipe_of(spec: DatasetSpec, data: Data, device: torch.device) -> Recipe:
 
 
 # ---- jobs: top-level functions of plain dicts ---------------------------------------------------
+def _threaded(fn: Callable[[dict], Any]) -> Callable[[dict], Any]:
+    """Run a job with the driver's torch thread count wherever it runs (results depend on it)."""
+
+    @functools.wraps(fn)
+    def run(job: dict) -> Any:
+        before = torch.get_num_threads()
+        torch.set_num_threads(job.get("threads") or before)
+        try:
+            return fn(job)
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
 def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
     """Write a folder under a temporary name, then rename it into place (first writer wins)."""
     tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
@@ -112,6 +127,7 @@ def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@_threaded
 def train_original_job(job: dict) -> str:
     """Train (or find) an original: content-addressed by data, recipe, seed and logged ids."""
     from ..train.loop import train
@@ -127,6 +143,7 @@ def train_original_job(job: dict) -> str:
     return str(path)
 
 
+@_threaded
 def train_oracle_job(job: dict) -> str:
     """Retrain on the retain set (``ob.unlearn(method="retrain")``), timed: the cost reference."""
     from ..methods.unlearn import unlearn
@@ -143,6 +160,7 @@ def train_oracle_job(job: dict) -> str:
     return str(path)
 
 
+@_threaded
 def tune_job(job: dict) -> str:
     """``ob.tune`` one method on the first seed against the validation oracle."""
     from ..evaluation.tune import tune
@@ -182,6 +200,7 @@ def _oracle(path: str) -> Any:
 _EVAL_CACHE: dict = {}
 
 
+@_threaded
 def cell_job(job: dict) -> dict:
     """One cell: unlearn (or take oracle B), evaluate against the oracles, write ``cells/<key>.json``."""
     from ..evaluation.evaluate import evaluate
@@ -384,6 +403,7 @@ def run(
     _check_against_data(cfg, dev)
     atomic_write_text(out / "config.yaml", cfg.text)
     dstr = str(dev)
+    threads = torch.get_num_threads()
     metrics = list(cfg.metrics) if cfg.metrics else None
     needs_log = {m.name for m in cfg.methods if "update_log" in get_method(m.name).needs}
 
@@ -398,7 +418,7 @@ def run(
             key = _digest({"role": "original", "data": dkey, "recipe": recipe, "seed": seed})
             path = str(cache_dir / "models" / f"original-{key}")
             originals[path] = {"data": ds.key(), "recipe": recipe, "seed": seed, "device": dstr, "path": path,
-                               "key": key}
+                               "key": key, "threads": threads}
             for f in cfg.forget:
                 groups.append(_Group(ds, f, seed, ds.key(), recipe, path))
     method_cells = [(g, m) for g in groups for m in cfg.methods]
@@ -430,7 +450,7 @@ def run(
             for s in seeds:
                 p = str(cache_dir / "models" / f"oracle-{_digest([base, s])}")
                 oracle_jobs[p] = {"data": g.data_job, "recipe": g.recipe, "seed": s, "split": g.split_path,
-                                  "original": g.original, "device": dstr, "path": p}
+                                  "original": g.original, "device": dstr, "path": p, "threads": threads}
                 paths.append(p)
             g.oracles = tuple(paths)
             if needs_log:
@@ -439,7 +459,7 @@ def run(
                 g.logged_original = str(cache_dir / "models" / f"original-logged-{key}")
                 originals[g.logged_original] = {"data": g.data_job, "recipe": g.recipe, "seed": g.seed,
                                                 "device": dstr, "path": g.logged_original, "key": key,
-                                                "log_ids": split.forget_ids.tolist()}
+                                                "log_ids": split.forget_ids.tolist(), "threads": threads}
         # tuning: once per (dataset, forget set, method), on the first seed, vs a validation oracle
         tune_jobs: dict[str, dict] = {}
         tuning_of: dict[tuple, str] = {}
@@ -454,7 +474,7 @@ def run(
                 vpath = str(cache_dir / "models" / f"oracle-{vkey}")
                 oracle_jobs.setdefault(vpath, {"data": g.data_job, "recipe": g.recipe, "seed": g.seed + VAL_ORACLE_OFFSET,
                                                "split": g.split_path, "original": g.original, "device": dstr,
-                                               "path": vpath})
+                                               "path": vpath, "threads": threads})
                 tkey = _digest({"data": g.data_job, "recipe": g.recipe, "split": g.split_hash, "method": m.name,
                                 "tune": m.tune, "fixed": m.params, "seed": g.seed})
                 tpath = str(cache_dir / "tuning" / f"{m.name}-{tkey}.json")
@@ -462,8 +482,9 @@ def run(
                 tune_jobs[tpath] = {"data": g.data_job, "recipe": g.recipe, "split": g.split_path, "original": original,
                                     "val_oracle": vpath, "method": m.name, "budget": m.tune["budget"],
                                     "objective": m.tune["objective"], "fixed": m.params, "seed": g.seed,
-                                    "device": dstr, "path": tpath}
+                                    "device": dstr, "path": tpath, "threads": threads}
                 tuning_of[(g.dataset.label, g.forget.label, m.label)] = tpath
+
         def missing(jobs: Iterator[dict]) -> list[dict]:
             return [j for j in jobs if not (Path(j["path"]) / "model.safetensors").exists()
                     and not Path(j["path"]).is_file()]
@@ -496,7 +517,7 @@ def run(
                     "cell": cell, "data": g.data_job, "recipe": g.recipe, "split": g.split_path,
                     "original": g.logged_original if m.name in needs_log else g.original, "oracles": list(g.oracles),
                     "method": m.name, "params": m.params, "tuning": tuning, "seed": g.seed, "metrics": metrics,
-                    "roc": cfg.roc, "epsilon": eps, "device": dstr, "path": str(path)})
+                    "roc": cfg.roc, "epsilon": eps, "device": dstr, "path": str(path), "threads": threads})
         reused = len(cell_files) - len(cell_jobs)
         bar.plan("cell", -reused)
         computed = 0

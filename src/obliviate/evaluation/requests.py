@@ -27,18 +27,21 @@ from .evaluate import evaluate
 
 
 def sequential_requests(
-    original: nn.Module, data: Data, predicates: Sequence[str], *, method: str = "finetune",
+    original: nn.Module, data: Data, predicates: Sequence[str], *, method: str | Sequence[str] | dict = "finetune",
     recipe: Recipe | None = None, seed: int = 0, metrics: Sequence[str] | None = None,
     device: str | torch.device | None = None, **params: Any,
 ) -> pd.DataFrame:
     """Apply SQL ``predicates`` (over ``data.train_table`` or ``id``/``label``/``x0..``) in order.
 
-    Step k: the rows matching predicate k among those still present are unlearned with ``method``
-    from step k−1's model; an oracle is trained on what remains; one row of results per step
-    (rows deleted, the step's metrics against its oracle, accuracy on everything deleted so far
-    for both, seconds for unlearning and for the oracle). Checks every predicate before any work.
+    Step k: the rows matching predicate k among those still present are unlearned with each
+    ``method`` (a name, a list, or name -> parameters) from that method's step k−1 model; one oracle
+    per step is trained on what remains and judges every method. One row per (step, method): rows
+    deleted, the step's metrics against its oracle, accuracy on everything deleted so far for both,
+    seconds for unlearning and for the oracle. Every predicate is checked before any work.
     """
     recipe = recipe or Recipe.default_for(data)
+    plans = ({method: params} if isinstance(method, str) else dict(method) if isinstance(method, dict)
+             else {m: params for m in method})
     table = table_of(data.train, data.train_table)
     n = len(table)
     matches = []
@@ -47,35 +50,43 @@ def sequential_requests(
             matches.append(ForgetSplit.where(table, pred).forget_ids)
         except ValueError as e:
             raise ValueError(f"request {k + 1}: {e}") from None
-    task = ClassificationTask(data.num_classes)
     alive = torch.ones(n, dtype=torch.bool)
-    model, rows = original, []
-    for k, (pred, ids) in enumerate(zip(predicates, matches)):
+    for k, (pred, ids) in enumerate(zip(predicates, matches)):  # sequence-level checks, still before work
         new = ids[alive[ids]]
         if len(new) == 0:
             raise ValueError(f"request {k + 1} ({pred!r}) matches only rows deleted by earlier requests")
-        keep = torch.nonzero(alive).flatten()
-        if len(new) == len(keep):
+        if len(new) == int(alive.sum()):
             raise ValueError(f"request {k + 1} ({pred!r}) would delete every remaining row")
+        alive[new] = False
+    task = ClassificationTask(data.num_classes)
+    alive = torch.ones(n, dtype=torch.bool)
+    models = {m: original for m in plans}
+    rows = []
+    for k, (pred, ids) in enumerate(zip(predicates, matches)):
+        new = ids[alive[ids]]
+        keep = torch.nonzero(alive).flatten()
         step_train = subset(data.train, keep)
         split = ForgetSplit(torch.searchsorted(keep, new), len(keep), kind=f"request{k + 1}")
-        res = unlearn(model, step_train, split, method=method, seed=seed + k, recipe=recipe, device=device,
-                      progress=False, **params)
         alive[new] = False
         start = time.perf_counter()
         oracle = train(recipe, subset(data.train, torch.nonzero(alive).flatten()), seed=seed + k, device=device,
                        progress=False)
         oracle_s = time.perf_counter() - start
         step_data = Data(data.name, step_train, data.test, data.num_classes, data.input_shape, data.val)
-        report = evaluate(res, step_data, split, oracle=oracle, metrics=metrics, seed=seed, device=device)
         gone = subset(data.train, torch.nonzero(~alive).flatten())
-        rows.append({
-            "step": k + 1, "predicate": pred, "deleted": len(new), "deleted_total": int((~alive).sum()),
-            "remaining": int(alive.sum()), **{f"{m}": v for m, v in report.values.items()},
-            **{f"oracle_{m}": v for m, v in (report.oracle or {}).items()},
-            "all_deleted_acc": accuracy(*task.predict(res.model, gone)),
-            "oracle_all_deleted_acc": accuracy(*task.predict(oracle, gone)),
-            "unlearn_seconds": res.seconds, "oracle_seconds": oracle_s, "diverged": res.diverged,
-        })
-        model = res.model
+        oracle_gone = accuracy(*task.predict(oracle, gone))
+        cache: dict = {}
+        for m, extra in plans.items():
+            res = unlearn(models[m], step_train, split, method=m, seed=seed + k, recipe=recipe, device=device,
+                          progress=False, **extra)
+            report = evaluate(res, step_data, split, oracle=oracle, metrics=metrics, seed=seed, device=device,
+                              cache=cache)
+            rows.append({
+                "step": k + 1, "method": m, "predicate": pred, "deleted": len(new),
+                "deleted_total": int((~alive).sum()), "remaining": int(alive.sum()), **report.values,
+                **{f"oracle_{name}": v for name, v in (report.oracle or {}).items()},
+                "all_deleted_acc": accuracy(*task.predict(res.model, gone)), "oracle_all_deleted_acc": oracle_gone,
+                "unlearn_seconds": res.seconds, "oracle_seconds": oracle_s, "diverged": res.diverged,
+            })
+            models[m] = res.model
     return pd.DataFrame(rows)

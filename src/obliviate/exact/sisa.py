@@ -200,15 +200,18 @@ class SISA:
         return models
 
     @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor | Dataset, batch_size: int = 1024) -> torch.Tensor:
-        """[N, C] aggregated class probabilities of inputs ``x`` (a tensor or a dataset)."""
+    def predict_proba(self, x: torch.Tensor | Dataset, batch_size: int = 1024, aggregation: str | None = None
+                      ) -> torch.Tensor:
+        """[N, C] aggregated class probabilities of inputs ``x`` (a tensor or a dataset);
+        ``aggregation`` overrides the ensemble's for this call."""
+        how = aggregation or self.aggregation
         models = self.constituents()
         batches = [b[0] for _, b in iterate_batches(x, batch_size)] if isinstance(x, Dataset) else \
             list(torch.as_tensor(x).split(batch_size))
         out = []
         for xb in batches:
             logits = torch.stack([m(xb) for m in models])  # [S, B, C]
-            if self.aggregation == "mean":
+            if how == "mean":
                 out.append(logits.softmax(-1).mean(0))
             else:
                 votes = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
