@@ -186,3 +186,29 @@ def test_sequential_requests_each_against_its_own_oracle(randhie):
             sequential_requests(original, randhie, ["hlthp = 1", bad], recipe=recipe)
     with pytest.raises(ValueError, match="request 2 .*only rows deleted by earlier requests"):
         sequential_requests(original, randhie, ["disea > 40", "disea > 45"], recipe=recipe)
+
+
+def test_sisa_saves_reloads_and_keeps_deleting_exactly(small, sisa_recipe, digits, tmp_path):
+    sisa = SISA(sisa_recipe, shards=2, slices=2, seed=3).fit(small)
+    sisa.delete([5])
+    sisa.save(tmp_path / "sisa")
+    back = SISA.load(tmp_path / "sisa", small)
+    assert torch.equal(back.predict_proba(digits.test), sisa.predict_proba(digits.test))
+    assert back.delete([9]).retrained == sisa.delete([9]).retrained
+    assert torch.equal(back.predict_proba(digits.test), sisa.predict_proba(digits.test))
+    with pytest.raises(ValueError, match="already deleted"):
+        back.delete([5])
+    with pytest.raises(RuntimeError, match="needs the training data"):
+        SISA.load(tmp_path / "sisa").delete([11])
+    with pytest.raises(ValueError, match="fingerprints differ"):
+        SISA.load(tmp_path / "sisa", digits.train.subset(torch.arange(1, 601)))
+
+
+def test_certified_model_saves_and_keeps_removing(cancer, tmp_path):
+    x, y = cancer
+    m = CertifiedLogistic(lam=1e-3, sigma=10.0, eps=10.0, seed=0).fit(x, y)
+    m.remove([0])
+    back = CertifiedLogistic.load(m.save(tmp_path / "cr.npz"))
+    assert np.array_equal(back.predict_proba(x), m.predict_proba(x)) and back.budget == m.budget
+    a, b = m.remove([1]), back.remove([1])
+    assert a.accumulated_bound == b.accumulated_bound and np.allclose(m.w[0], back.w[0])

@@ -13,8 +13,10 @@ the budget, so that releasing all K together is (ε, δ)-certified.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
@@ -150,6 +152,34 @@ class CertifiedLogistic:
                        accumulated_bound=accumulated, gradient_residual=float(max(residuals)),
                        budget_left=float(max(0.0, 1 - self.spent.max() / self.budget)),
                        seconds=time.perf_counter() - start)
+
+    # ---- persistence ----------------------------------------------------------------------------------
+    _ARRAYS = ("x", "y", "alive", "gram", "classes", "spent")
+    _SCALARS = ("lam", "sigma", "eps", "delta", "seed", "fit_intercept", "retrains", "scale", "intercept_scale",
+                "budget")
+
+    def save(self, path: str | Path) -> Path:
+        """One ``.npz`` (no pickled objects): data, noise, weights and the budget spent, so removals can go on."""
+        path = Path(path)
+        arrays = {k: np.asarray(getattr(self, k)) for k in self._ARRAYS}
+        arrays.update(w=np.stack(self.w), b=np.stack(self.b),
+                      scalars=np.array([float(getattr(self, k)) for k in self._SCALARS]))
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CertifiedLogistic":
+        with np.load(Path(path), allow_pickle=False) as z:
+            sc = dict(zip(cls._SCALARS, z["scalars"].tolist()))
+            m = cls(sc["lam"], sc["sigma"], sc["eps"], sc["delta"], int(sc["seed"]), bool(sc["fit_intercept"]))
+            for k in cls._ARRAYS:
+                setattr(m, k, z[k])
+            m.w, m.b = list(z["w"]), list(z["b"])
+        m.retrains, m.scale, m.intercept_scale, m.budget = (int(sc["retrains"]), sc["scale"], sc["intercept_scale"],
+                                                            sc["budget"])
+        return m
 
     # ---- inference ----------------------------------------------------------------------------------
     def decision_function(self, x: np.ndarray) -> np.ndarray:

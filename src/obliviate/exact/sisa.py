@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -178,6 +179,8 @@ class SISA:
         """Forget ``ids`` exactly: retrain only their shards, from the earliest slice that held one."""
         if self.assign is None:
             raise RuntimeError("fit() first")
+        if self.dataset is None:
+            raise RuntimeError("deleting needs the training data: SISA.load(folder, dataset)")
         ids = _check_ids(torch.as_tensor(np.array(ids)).long(), self.n, "ids to delete")
         gone = sorted(set(ids.tolist()) & self.deleted)
         if gone:
@@ -189,6 +192,69 @@ class SISA:
         passes = sum(sum(len(x) for x in self.members[s][: r + 1]) * ep[r]
                      for s, r0 in first.items() for r in range(r0, self.slices))
         return Deletion(dict(sorted(first.items())), len(ids), time.perf_counter() - start, passes)
+
+    # ---- persistence --------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """``sisa.json`` (settings, slice membership, deleted ids) and ``checkpoints.safetensors`` (every
+        stage's weights and optimiser tensors): enough to predict and to keep deleting after ``load``."""
+        from ..io import save_state, write_json
+
+        folder = Path(folder)
+        tensors, groups = {}, {}
+        for s, shard in enumerate(self.checkpoints):
+            for r, ck in enumerate(shard):
+                for k, v in ck["model"].items():
+                    tensors[f"{s}.{r}.model.{k}"] = v
+                for i, st in ck["optimizer"]["state"].items():
+                    for k, v in st.items():
+                        if isinstance(v, torch.Tensor):
+                            tensors[f"{s}.{r}.opt.{i}.{k}"] = v
+                groups[f"{s}.{r}"] = ck["optimizer"]["param_groups"]
+        save_state(tensors, folder / "checkpoints.safetensors")
+        fp = getattr(self.dataset, "fingerprint", None)
+        write_json(folder / "sisa.json", {
+            "recipe": self.recipe.to_dict(), "shards": self.shards, "slices": self.slices, "seed": self.seed,
+            "aggregation": self.aggregation, "threads": self.threads, "n": self.n, "members": self.members,
+            "deleted": sorted(self.deleted), "fit_seconds": self.fit_seconds, "param_groups": groups,
+            "dataset_fingerprint": fp() if callable(fp) else None,
+        })
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, dataset: Dataset | None = None) -> "SISA":
+        """Reload a saved ensemble; pass the training ``dataset`` to keep deleting (checked by fingerprint)."""
+        from ..io import load_state, read_json
+
+        folder = Path(folder)
+        meta = read_json(folder / "sisa.json")
+        if dataset is not None:
+            fp = getattr(dataset, "fingerprint", None)
+            if meta["dataset_fingerprint"] and callable(fp) and fp() != meta["dataset_fingerprint"]:
+                raise ValueError("this dataset is not the one the ensemble was fitted on (fingerprints differ)")
+        t = load_state(folder / "checkpoints.safetensors")
+        sisa = cls(Recipe.from_dict(meta["recipe"]), meta["shards"], meta["slices"], meta["seed"], meta["aggregation"],
+                   threads=meta["threads"])
+        sisa.n, sisa.members, sisa.deleted = meta["n"], meta["members"], set(meta["deleted"])
+        sisa.fit_seconds, sisa.dataset = meta["fit_seconds"], dataset
+        sisa.assign = np.full((sisa.n, 2), -1, dtype=np.int64)
+        for s, shard in enumerate(sisa.members):
+            for r, ids in enumerate(shard):
+                sisa.assign[ids, 0], sisa.assign[ids, 1] = s, r
+        sisa.checkpoints = []
+        for s in range(sisa.shards):
+            shard = []
+            for r in range(sisa.slices):
+                pre = f"{s}.{r}."
+                model = {k[len(pre) + 6:]: v for k, v in t.items() if k.startswith(pre + "model.")}
+                state: dict[int, dict[str, torch.Tensor]] = {}
+                for k, v in t.items():
+                    if k.startswith(pre + "opt."):
+                        i, name = k[len(pre) + 4:].split(".", 1)
+                        state.setdefault(int(i), {})[name] = v
+                shard.append({"model": model,
+                              "optimizer": {"state": state, "param_groups": meta["param_groups"][f"{s}.{r}"]}})
+            sisa.checkpoints.append(shard)
+        return sisa
 
     # ---- inference --------------------------------------------------------------------------------
     def constituents(self) -> list[nn.Module]:
