@@ -1,0 +1,133 @@
+"""Per-sequence memorization and membership scores for causal LMs, as pure functions of one
+teacher-forced forward pass (reference A1.1-A1.2, A3.4).
+
+Shapes: ``logits`` [B, T, V] are the model's outputs on ``tokens`` [B, T]; position t's logits
+predict token t + 1. ``mask`` [B, T] (1 = real token, 0 = padding) is optional.
+
+Greedy generation from a true prefix reproduces the true continuation exactly when every
+teacher-forced argmax from there on is right (each step then feeds the true token back), so exact
+memorization and extraction strength need no generation loop at all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def _targets(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Next-token logits [B, T−1, V], their targets [B, T−1] and a validity mask [B, T−1]."""
+    if logits.dim() != 3 or tokens.shape != logits.shape[:2]:
+        raise ValueError(f"logits must be [B, T, V] over tokens [B, T]; got {tuple(logits.shape)} and "
+                         f"{tuple(tokens.shape)}")
+    valid = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask.bool()
+    return logits[:, :-1], tokens[:, 1:], valid[:, 1:] & valid[:, :-1]
+
+
+def token_correct(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, T−1] 1 where the greedy prediction equals the next true token (invalid positions 0)."""
+    pred, target, valid = _targets(logits, tokens, mask)
+    return (pred.argmax(-1) == target) & valid
+
+
+def memorization_accuracy(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+                          prefix_len: int = 0) -> torch.Tensor:
+    """[B] exact memorization g(x) = MA(x) (Tirumala et al.; Jang et al.): the share of positions whose
+    greedy next-token prediction is right. ``prefix_len`` scores only tokens after the first
+    ``prefix_len`` (suffix accuracy given a fixed prefix)."""
+    correct = token_correct(logits, tokens, mask)
+    _, _, valid = _targets(logits, tokens, mask)
+    if prefix_len:
+        keep = torch.arange(correct.shape[1], device=correct.device) + 1 >= prefix_len
+        valid = valid & keep
+    return (correct & valid).sum(1) / valid.sum(1).clamp_min(1)
+
+
+def extraction_strength(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[B] Carlini et al.'s extraction strength 1 − k/T, with k the shortest prefix from which greedy
+    decoding reproduces the rest of the sequence exactly (k = T when even the last token is missed)."""
+    correct = token_correct(logits, tokens, mask)
+    _, _, valid = _targets(logits, tokens, mask)
+    wrong = valid & ~correct  # [B, T−1]; position j predicts token j + 1
+    length = valid.sum(1) + 1
+    idx = torch.arange(wrong.shape[1], device=wrong.device).expand_as(wrong)
+    last_wrong = torch.where(wrong, idx, torch.full_like(idx, -1)).max(1).values  # -1: all right
+    k = (last_wrong + 2).clamp_min(1)  # the prefix must reach past the last miss
+    return 1 - k.float() / length.float()
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, T−1] log p(x_t | x_<t) and the validity mask."""
+    pred, target, valid = _targets(logits, tokens, mask)
+    logp = torch.log_softmax(pred.float(), -1).gather(-1, target[..., None]).squeeze(-1)
+    return logp, valid
+
+
+def sequence_nll(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[B] mean negative log-likelihood per token: the LOSS attack's score (higher = more likely unseen)."""
+    logp, valid = token_logprobs(logits, tokens, mask)
+    return -(logp * valid).sum(1) / valid.sum(1).clamp_min(1)
+
+
+def _lowest_k_mean(values: torch.Tensor, valid: torch.Tensor, k: float) -> torch.Tensor:
+    if not 0 < k <= 1:
+        raise ValueError(f"k must be in (0, 1], got {k}")
+    filled = torch.where(valid, values, torch.full_like(values, math.inf))
+    ordered = filled.sort(1).values
+    n = (valid.sum(1).float() * k).ceil().clamp_min(1).long()
+    take = torch.arange(values.shape[1], device=values.device)[None] < n[:, None]
+    return (torch.where(take, ordered, torch.zeros_like(ordered))).sum(1) / n
+
+
+def min_k_percent(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+                  k: float = 0.2) -> torch.Tensor:
+    """[B] Min-K% Prob (Shi et al. 2023): −mean of the k share of lowest token log-probs (higher = unseen)."""
+    logp, valid = token_logprobs(logits, tokens, mask)
+    return -_lowest_k_mean(logp, valid, k)
+
+
+def min_k_plus_plus(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+                    k: float = 0.2) -> torch.Tensor:
+    """[B] Min-K%++ (Zhang et al. 2024): token log-probs standardised by the mean and std of log p
+    under the model's own next-token distribution, then −mean of the lowest k share."""
+    pred, target, valid = _targets(logits, tokens, mask)
+    logq = torch.log_softmax(pred.float(), -1)
+    q = logq.exp()
+    mu = (q * logq).sum(-1)
+    sigma = ((q * logq.pow(2)).sum(-1) - mu.pow(2)).clamp_min(1e-12).sqrt()
+    z = (logq.gather(-1, target[..., None]).squeeze(-1) - mu) / sigma
+    return -_lowest_k_mean(z, valid, k)
+
+
+def calibrate_threshold(unseen_scores: torch.Tensor | np.ndarray, stat: str | float = "mean") -> float:
+    """γ from per-sequence scores of unseen text of the same distribution: "mean" (Barbulescu &
+    Triantafillou; Jang's aggregate threshold), "max", "pNN" (a percentile, e.g. "p95") or a number
+    in (0, 1) taken as a quantile."""
+    s = np.asarray(unseen_scores, dtype=float)
+    if s.size == 0:
+        raise ValueError("no unseen sequences to calibrate on")
+    if stat == "mean":
+        return float(s.mean())
+    if stat == "max":
+        return float(s.max())
+    if isinstance(stat, str) and stat.startswith("p"):
+        return float(np.percentile(s, float(stat[1:])))
+    if isinstance(stat, (int, float)) and 0 < stat < 1:
+        return float(np.quantile(s, stat))
+    raise ValueError(f"stat must be 'mean', 'max', 'pNN' or a quantile in (0, 1); got {stat!r}")
+
+
+def forgetting_counts(forget_scores: torch.Tensor | np.ndarray, unseen_scores: torch.Tensor | np.ndarray,
+                      gamma: float, low_quantile: float = 0.05) -> dict[str, float]:
+    """The per-sequence verdict: ``above`` = c(D_f), forget sequences still more memorized than γ;
+    ``below_low`` = those under the unseen text's ``low_quantile`` (over-unlearned: as suspicious
+    to an attacker as the upper tail); both also as fractions, with the mean and max score."""
+    f = np.asarray(forget_scores, dtype=float)
+    low = float(np.quantile(np.asarray(unseen_scores, dtype=float), low_quantile))
+    above, below = int((f > gamma).sum()), int((f < low).sum())
+    return {"above": above, "above_fraction": above / len(f), "below_low": below, "below_low_fraction": below / len(f),
+            "mean": float(f.mean()), "max": float(f.max()), "gamma": gamma, "low": low}

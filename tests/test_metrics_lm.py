@@ -1,0 +1,62 @@
+"""Per-sequence LM memorization and membership scores on constructed logits."""
+
+import numpy as np
+import pytest
+import torch
+
+from obliviate.metrics import lm
+
+
+def _logits_predicting(tokens: torch.Tensor, right: torch.Tensor, vocab: int = 11) -> torch.Tensor:
+    """Logits whose position t argmax is tokens[t+1] where right[t], else a wrong token."""
+    b, t = tokens.shape
+    logits = torch.zeros(b, t, vocab)
+    nxt = torch.cat([tokens[:, 1:], tokens[:, :1]], 1)
+    pick = torch.where(torch.cat([right, torch.ones(b, 1, dtype=torch.bool)], 1), nxt, (nxt + 1) % vocab)
+    logits.scatter_(2, pick[..., None], 5.0)
+    return logits
+
+
+def test_memorization_accuracy_and_extraction_strength():
+    tokens = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]])
+    right = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 0, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    logits = _logits_predicting(tokens, right)
+    assert lm.memorization_accuracy(logits, tokens).tolist() == pytest.approx([1.0, 0.6, 0.0])
+    # from a prefix of 3 tokens on, row 1 gets 2 of the 3 remaining predictions right
+    assert lm.memorization_accuracy(logits, tokens, prefix_len=3)[1] == pytest.approx(2 / 3)
+    # row 0: the first token suffices (k=1); row 1: last miss predicts token 3, so k=4; row 2: nothing extractable
+    assert lm.extraction_strength(logits, tokens).tolist() == pytest.approx([1 - 1 / 6, 1 - 4 / 6, 0.0])
+    # padding is ignored: row 1 with its last two tokens padded
+    mask = torch.ones_like(tokens)
+    mask[1, 4:] = 0
+    assert lm.memorization_accuracy(logits, tokens, mask)[1] == pytest.approx(1 / 3)  # positions 0-2: [0, 1, 0]
+
+
+def test_membership_scores_order_seen_and_unseen():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 50, (8, 20), generator=g)
+    seen = torch.randn(8, 20, 50, generator=g)
+    seen.scatter_(2, torch.cat([tokens[:, 1:], tokens[:, :1]], 1)[..., None], 8.0)  # confident on the true next token
+    unseen = torch.randn(8, 20, 50, generator=g)
+    for score in (lm.sequence_nll, lm.min_k_percent, lm.min_k_plus_plus):
+        assert (score(seen, tokens) < score(unseen, tokens)).all(), score.__name__  # higher = more likely unseen
+    nll = lm.sequence_nll(unseen, tokens)
+    logp = torch.log_softmax(unseen[:, :-1], -1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    assert torch.allclose(nll, -logp.mean(1))
+    assert torch.allclose(lm.min_k_percent(unseen, tokens, k=1.0), nll)  # k = 100%: all tokens
+    with pytest.raises(ValueError):
+        lm.min_k_percent(unseen, tokens, k=0)
+    with pytest.raises(ValueError, match="logits must be"):
+        lm.sequence_nll(unseen[:, :5], tokens)
+
+
+def test_threshold_and_per_sequence_counts():
+    unseen = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert lm.calibrate_threshold(unseen) == pytest.approx(0.3)
+    assert lm.calibrate_threshold(unseen, "max") == 0.5
+    assert lm.calibrate_threshold(unseen, "p50") == pytest.approx(0.3)
+    assert lm.calibrate_threshold(unseen, 0.75) == pytest.approx(0.4)
+    with pytest.raises(ValueError):
+        lm.calibrate_threshold(unseen, "median")
+    c = lm.forgetting_counts(np.array([0.05, 0.25, 0.9, 0.35]), unseen, gamma=0.3)
+    assert (c["above"], c["below_low"]) == (2, 1) and c["max"] == 0.9 and c["above_fraction"] == 0.5
