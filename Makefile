@@ -32,6 +32,14 @@ setup: $(BIN)/python
 	else \
 		echo "Fashion-MNIST: skipped (needs root: sudo apt-get install -y dataset-fashion-mnist)"; \
 	fi
+	@if command -v bible >/dev/null 2>&1; then \
+		echo "bible-kjv (LM background text): present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get install -y -qq bible-kjv >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bible-kjv >/dev/null)) \
+		&& echo "bible-kjv: installed" || echo "bible-kjv: apt-get failed; LM background text is unavailable"; \
+	else \
+		echo "bible-kjv: skipped (needs root: sudo apt-get install -y bible-kjv)"; \
+	fi
 
 demo: setup
 	$(BIN)/obliviate demo

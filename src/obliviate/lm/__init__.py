@@ -1,5 +1,7 @@
-"""Language-model unlearning (work in progress): the data layer of fictitious people comes first."""
+"""Language-model unlearning (work in progress): fictitious people, offline text, a tiny GPT-2."""
 
+from .corpus import background_text, encode, lm_logits, tiny_gpt2, train_lm, train_tokenizer
 from .people import ATTRIBUTES, QA, People, Person
 
-__all__ = ["ATTRIBUTES", "QA", "People", "Person"]
+__all__ = ["ATTRIBUTES", "QA", "People", "Person", "background_text", "encode", "lm_logits", "tiny_gpt2", "train_lm",
+           "train_tokenizer"]
