@@ -5,7 +5,16 @@ import shutil
 import pytest
 import torch
 
-from obliviate.lm import People, background_text, encode, lm_logits, tiny_gpt2, train_lm, train_tokenizer
+from obliviate.lm import (
+    People,
+    background_text,
+    encode,
+    extraction_likelihood,
+    lm_logits,
+    tiny_gpt2,
+    train_lm,
+    train_tokenizer,
+)
 from obliviate.metrics import lm
 
 pytest.importorskip("transformers")
@@ -36,3 +45,7 @@ def test_tiny_gpt2_memorizes_injected_canaries_and_not_controls():
     assert scores["seen"].mean() > 0.8 and scores["unseen"].mean() < 0.3
     gamma = lm.calibrate_threshold(scores["unseen"], "max")
     assert lm.forgetting_counts(scores["seen"], scores["unseen"], gamma)["above"] == 10  # nothing forgotten yet
+    # extraction likelihood: greedy continuations reproduce the memorized canaries' n-grams, not the controls'
+    el = {k: extraction_likelihood(model, *encode(tok, g[:3], 32), n=4, stride=2) for k, g in
+          (("seen", seen), ("unseen", unseen))}
+    assert el["seen"].mean() > 0.5 > 0.1 > el["unseen"].mean()

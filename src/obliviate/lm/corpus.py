@@ -85,3 +85,31 @@ def train_lm(model, ids: torch.Tensor, mask: torch.Tensor, *, steps: int, batch_
         losses.append(float(loss.detach()))
     model.eval()
     return losses
+
+
+def _ngrams(seq: list[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
+
+
+@torch.no_grad()
+def extraction_likelihood(model, ids: torch.Tensor, mask: torch.Tensor, *, n: int = 10, stride: int = 1
+                          ) -> torch.Tensor:
+    """[N] Jang et al.'s EL_n: for each prefix length t, greedily generate the rest of the sequence and
+    take the share of the true suffix's n-grams it reproduces; average over t. Costs one generation per
+    prefix and sequence; ``stride`` > 1 scores every stride-th prefix (faster, not comparable with
+    Jang's numbers)."""
+    model.eval()
+    out = []
+    for row, m in zip(ids, mask):
+        seq = row[m.bool()].tolist()
+        T = len(seq)
+        scores = []
+        for t in range(1, T - n + 1, stride):
+            gen = model.generate(input_ids=torch.tensor([seq[:t]]), attention_mask=torch.ones(1, t, dtype=torch.long),
+                                 max_new_tokens=T - t, min_new_tokens=T - t, do_sample=False,
+                                 pad_token_id=model.config.eos_token_id)[0, t:].tolist()
+            truth = _ngrams(seq[t:], n)
+            have = set(_ngrams(gen, n))
+            scores.append(sum(g in have for g in truth) / len(truth) if truth else 0.0)
+        out.append(sum(scores) / len(scores) if scores else 0.0)
+    return torch.tensor(out)
