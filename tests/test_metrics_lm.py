@@ -60,3 +60,19 @@ def test_threshold_and_per_sequence_counts():
         lm.calibrate_threshold(unseen, "median")
     c = lm.forgetting_counts(np.array([0.05, 0.25, 0.9, 0.35]), unseen, gamma=0.3)
     assert (c["above"], c["below_low"]) == (2, 1) and c["max"] == 0.9 and c["above_fraction"] == 0.5
+
+
+def test_lm_mia_zlib_and_privleak():
+    rng = np.random.default_rng(0)
+    members, holdout = rng.normal(1.0, 0.3, 200), rng.normal(2.0, 0.3, 200)  # members have lower NLL
+    res = lm.lm_mia(members, holdout)
+    assert res["auc"] > 0.95 and res["tpr@1%fpr"] > 0.5
+    assert lm.lm_mia(holdout[:100], holdout[100:])["auc"] == pytest.approx(0.5, abs=0.1)
+    # MUSE's sign: still recognisable (AUC above the retrained model's) is negative, over-unlearned positive
+    assert lm.privleak(0.75, 0.5) == pytest.approx(-0.5) and lm.privleak(0.25, 0.5) == pytest.approx(0.5)
+    assert lm.privleak(0.5, 0.5) == 0
+    # zlib: the same NLL counts as less suspicious on text that compresses poorly (more information)
+    z = lm.zlib_score(np.array([1.0, 1.0]), ["aaaa aaaa aaaa aaaa", "q8#Zk!2mP0x@7Lw%"])
+    assert z[0] > z[1]
+    with pytest.raises(ValueError):
+        lm.zlib_score(np.array([1.0]), ["a", "b"])

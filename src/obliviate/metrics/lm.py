@@ -131,3 +131,32 @@ def forgetting_counts(forget_scores: torch.Tensor | np.ndarray, unseen_scores: t
     above, below = int((f > gamma).sum()), int((f < low).sum())
     return {"above": above, "above_fraction": above / len(f), "below_low": below, "below_low_fraction": below / len(f),
             "mean": float(f.mean()), "max": float(f.max()), "gamma": gamma, "low": low}
+
+
+def zlib_score(nll: torch.Tensor | np.ndarray, texts: list[str]) -> np.ndarray:
+    """Carlini et al.'s zlib attack: mean token NLL over the zlib-compressed length of the text, so
+    intrinsically predictable text (repetitions, boilerplate) is not mistaken for memorized text."""
+    import zlib
+
+    nll = np.asarray(nll, dtype=float)
+    if len(nll) != len(texts):
+        raise ValueError(f"{len(nll)} scores for {len(texts)} texts")
+    return nll / np.array([len(zlib.compress(t.encode())) for t in texts], dtype=float)
+
+
+def lm_mia(forget_scores: torch.Tensor | np.ndarray, holdout_scores: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """AUC and TPR at low FPR of telling D_forget from D_holdout by a per-sequence score in the
+    OpenUnlearning convention (higher = more likely a non-member: NLL, zlib, Min-K%, Min-K%++)."""
+    from .mia import threshold_attack
+
+    return threshold_attack(-np.asarray(forget_scores, dtype=float), -np.asarray(holdout_scores, dtype=float))
+
+
+def privleak(auc_unlearned: float, auc_retrained: float) -> float:
+    """MUSE's PrivLeak from member-detection AUCs (``lm_mia``'s, higher = the forget set is more
+    recognisable), turned into MUSE's orientation (1 − AUC) so published numbers compare:
+    ((1 − a_u) − (1 − a_r)) / (1 − a_r). 0 is ideal; negative = under-unlearning (the forget set is still
+    member-like), positive = over-unlearning (it now looks less familiar than unseen text, which leaks too)."""
+    if not 0 <= auc_unlearned <= 1 or not 0 <= auc_retrained < 1:
+        raise ValueError("AUCs must be in [0, 1] (and the retrained model's below 1)")
+    return ((1 - auc_unlearned) - (1 - auc_retrained)) / (1 - auc_retrained)
