@@ -328,7 +328,7 @@ def bench(
     """Run a grid of datasets x forget sets x methods x seeds; rerun to resume (finished cells are kept)."""
     from obliviate.bench import ConfigError, load_config, run
     from obliviate.executor import get_executor
-    from obliviate.metrics.catalogue import METRICS
+    from obliviate.report.html import method_order
 
     try:
         cfg = load_config(config)
@@ -340,15 +340,15 @@ def bench(
         _fail(str(e))
     console.print(f"{result.computed} cells computed, {result.reused} reused, {result.seconds / 60:.1f} min: "
                   f"{result.out}")
-    s = result.summary
-    board = s[s.metric == cfg.composite].sort_values(["dataset", "forget", "mean"],
-                                                     ascending=[True, True, not METRICS[cfg.composite].higher_is_better])
     table = Table(title=f"{cfg.name}: {cfg.composite}, mean ± 95% CI over {len(cfg.seeds)} seeds")
     for col in ("dataset", "forget", "method", cfg.composite, "floor"):
         table.add_column(col, justify="left" if col in ("dataset", "forget", "method") else "right")
-    for _, r in board.iterrows():
-        ci = "" if r.ci95 != r.ci95 else f" ± {r.ci95:.2f}"
-        table.add_row(r.dataset, r.forget, r.method, f"{r['mean']:.2f}{ci}", f"{r.floor:.2f}")
+    for (dataset, forget), sec in result.summary.groupby(["dataset", "forget"], sort=False):
+        board = sec[sec.metric == cfg.composite].set_index("method")
+        for m in method_order(sec, cfg.composite)[0]:  # the report's order: oracle B (the floor) first
+            r = board.loc[m]
+            ci = "" if r.ci95 != r.ci95 else f" ± {r.ci95:.2f}"
+            table.add_row(dataset, forget, m, f"{r['mean']:.2f}{ci}", f"{r.floor:.2f}")
     console.print(table)
     if report:
         from obliviate.report import build_report

@@ -203,7 +203,7 @@ _EVAL_CACHE: dict = {}
 @_threaded
 def cell_job(job: dict) -> dict:
     """One cell: unlearn (or take oracle B), evaluate against the oracles, write ``cells/<key>.json``."""
-    from ..evaluation.evaluate import evaluate
+    from ..evaluation.evaluate import evaluate, outputs_of
     from ..methods.unlearn import unlearn
     from ..models.store import load_model
 
@@ -240,8 +240,7 @@ def cell_job(job: dict) -> dict:
     if job.get("roc"):
         record["roc"] = _roc(report.details["outputs"])
         if method == "oracle":
-            ref = evaluate(oracles[0], data, split, metrics=["forget_acc"], seed=job["seed"], device=job["device"])
-            record["roc_reference"] = _roc(ref.details["outputs"])
+            record["roc_reference"] = _roc(outputs_of(oracles[0].model, data, split, device=torch.device(job["device"])))
     if job.get("epsilon") and method != "oracle":
         original, _ = load_model(job["original"])
         n23 = evaluate(original, data, split, method=method, protocol="neurips23", n_models=job["epsilon"], seed=job["seed"],

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..data.datasets import labels_of
+from ..data.datasets import ArrayDataset, labels_of
 from ..data.splits import ForgetSplit
 from ..train.ensemble import train_ensemble
 from ..train.recipe import Recipe
@@ -134,8 +134,6 @@ def detect(
 def inject_label_noise(dataset: Dataset, fraction: float, num_classes: int, seed: int = 0) -> tuple[Dataset, torch.Tensor]:
     """A copy of an ``ArrayDataset`` with ``fraction`` of its labels flipped to another class
     uniformly at random (symmetric noise), and the flipped ids: the ground truth for detection."""
-    from ..data.datasets import ArrayDataset
-
     if not isinstance(dataset, ArrayDataset):
         raise TypeError("inject_label_noise needs an ArrayDataset")
     if not 0 < fraction < 1:

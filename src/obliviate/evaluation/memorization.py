@@ -34,6 +34,7 @@ from ..metrics.divergence import symmetric_kl
 from ..models.log import TrainingLog, training_log
 from ..objectives import ClassificationTask
 from ..train.ensemble import train_ensemble
+from ..train.loop import run_epochs
 from ..train.recipe import Recipe
 from ..utils import resolve_device, seeded
 
@@ -145,18 +146,11 @@ def holdout_kl(
     task = ClassificationTask(before.shape[1])
     best, stale = float("inf"), 0
     with seeded(seed, dev) as gen:
-        for _ in range(epochs):
-            tuned.train()
-            total, count = 0.0, 0
-            for _, batch in task.batches(holdout, batch_size, shuffle=True, generator=gen):
-                x, y = task.to(batch, dev)
-                loss = F.cross_entropy(tuned(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total, count = total + float(loss.detach()) * len(y), count + len(y)
-            if total / count < best - 1e-4:
-                best, stale = total / count, 0
+        for _ in range(epochs):  # one epoch at a time: early stopping decides between them
+            (loss,) = run_epochs(tuned, task, holdout, opt, epochs=1, batch_size=batch_size, generator=gen,
+                                 progress=False, desc="holdout fine-tune")
+            if loss < best - 1e-4:
+                best, stale = loss, 0
             else:
                 stale += 1
                 if stale >= patience:

@@ -86,13 +86,14 @@ class RUM(Method):
                              "(its training log holds the learning-event proxies)")
         return learning_event_proxy(ctx.log, p.proxy).double()
 
-    def bins_of(self, ctx: Context) -> list[torch.Tensor]:
-        """The forget ids in processing order, one tensor per bin (training-set positions)."""
+    def bins_of(self, ctx: Context, scores: torch.Tensor | None) -> list[torch.Tensor]:
+        """The forget ids in processing order, one tensor per bin (training-set positions); ``scores``
+        (one per training example) order them, None shuffles (the paper's control)."""
         p, ids = self.params, ctx.split.forget_ids
-        if p.order == "shuffle":
+        if scores is None:
             order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(ctx.seed))
         else:
-            order = torch.argsort(self._scores(ctx)[ids], stable=True)
+            order = torch.argsort(scores[ids], stable=True)
         parts = [ids[torch.as_tensor(part)] for part in np.array_split(order.numpy(), p.bins)]
         return parts[::-1] if p.order == "high-to-low" else parts
 
@@ -100,10 +101,10 @@ class RUM(Method):
         from .unlearn import unlearn
 
         p = self.params
-        bins = self.bins_of(ctx)
+        scores = None if p.order == "shuffle" else self._scores(ctx)
+        bins = self.bins_of(ctx, scores)
         if any(len(b) == 0 for b in bins):
             raise ValueError(f"the forget set ({len(ctx.split)} examples) is too small for {p.bins} bins")
-        scores = None if p.order == "shuffle" else self._scores(ctx)
         removed = torch.zeros(ctx.split.n, dtype=torch.bool)
         for k, (ids, name) in enumerate(zip(bins, p.plan())):
             keep = torch.nonzero(~removed).flatten()  # D minus the bins already processed

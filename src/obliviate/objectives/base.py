@@ -34,9 +34,6 @@ class Task(Protocol):
     def correct(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Per-example correctness in [0, 1] [B]."""
 
-    def confidence(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Per-example probability of the target [B] (learning-event logging)."""
-
     def events(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-example learning events of one training forward pass, name -> [B] (logged per epoch)."""
 

@@ -51,9 +51,6 @@ class ClassificationTask:
     def correct(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return (logits.argmax(-1) == batch[1]).float()
 
-    def confidence(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return logits.softmax(-1).gather(1, batch[1][:, None]).squeeze(1)
-
     def events(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         """RUM's learning-event statistics: true-class and max softmax probability, entropy, correctness."""
         p = logits.detach().float().softmax(-1)

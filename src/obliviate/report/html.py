@@ -18,8 +18,6 @@ from ..bench.runner import TIMING_METRICS
 from . import plots
 
 ARROW = {"higher": "↑", "lower": "↓", "closer to oracle": "≈"}
-#: timing metrics carry no judgement in the tables (higher_is_better None), but cheaper is better
-LOWER_IS_BETTER = {*TIMING_METRICS, "n23_seconds"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;
@@ -65,10 +63,6 @@ def _pm(mean: float, ci: float, metric: str) -> str:
     return f"{m} ± {ci * k:.1f}" if k != 1 else f"{m} ± {ci:.2g}"
 
 
-def _direction(metric: str, direction: str) -> str:
-    return "lower" if metric in LOWER_IS_BETTER else direction
-
-
 def _img(png: bytes, alt: str, caption: str) -> str:
     b64 = base64.b64encode(png).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{b64}" alt="{escape(alt)}">'
@@ -99,7 +93,7 @@ def method_order(section: pd.DataFrame, composite: str) -> tuple[list[str], str]
     comp = section[section["metric"] == composite].set_index("method")
     if comp.empty:
         return sorted(methods, key=lambda m: (m != plots.ORACLE, m)), f"composite {composite!r} not in this run"
-    direction = _direction(composite, comp["direction"].iloc[0])
+    direction = comp["direction"].iloc[0]
     key = comp["gap"] if direction == "closer to oracle" else comp["mean"]
     ranked = key.drop(plots.ORACLE, errors="ignore").sort_values(ascending=direction != "higher")
     rest = sorted(set(methods) - set(ranked.index) - {plots.ORACLE})
@@ -135,7 +129,7 @@ def leaderboard(section: pd.DataFrame, composite: str, diverged: pd.Series) -> s
     names = "".join(f"<th{hcls(m)}>{escape(m)}{' (%)' if plots.scale_of(m) != 1 else ''}</th>" for m in metrics)
     hints = []
     for m in metrics:
-        d, ideal, ora = _direction(m, info.at[m, "direction"]), info.at[m, "ideal"], info.at[m, "oracle"]
+        d, ideal, ora = info.at[m, "direction"], info.at[m, "ideal"], info.at[m, "oracle"]
         text = ARROW.get(d, "")
         if d == "closer to oracle":
             text += f" oracle A = {_pm(ora, np.nan, m)}" if np.isfinite(ora) else " oracle"
@@ -267,7 +261,7 @@ def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: 
         mine = meta[(meta["dataset"] == d) & (meta["forget"] == f)]
         order, _ = method_order(sec, composite)
         comp_rows = sec[sec["metric"] == composite]
-        direction = _direction(composite, comp_rows["direction"].iloc[0]) if len(comp_rows) else ""
+        direction = comp_rows["direction"].iloc[0] if len(comp_rows) else ""
         diverged = mine.groupby("method")["diverged"].sum() if len(mine) else pd.Series(dtype=int)
         body += [f'<h2 id="sec-{i}">{escape(d)} · forget {escape(f)}</h2>', "<h3>Leaderboard</h3>",
                  leaderboard(sec, composite, diverged)]
