@@ -17,9 +17,9 @@ from .train import Ensemble, Recipe, train, train_ensemble
 
 
 def __getattr__(name: str):
-    """``ob.bench`` and ``ob.report`` load on first use (YAML, DuckDB and matplotlib are not needed
-    to unlearn)."""
-    if name in ("bench", "report"):
+    """``ob.bench``, ``ob.report`` and ``ob.lm`` load on first use (YAML, DuckDB, matplotlib and
+    transformers are not needed to unlearn a classifier)."""
+    if name in ("bench", "report", "lm"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
@@ -32,6 +32,7 @@ __all__ = [
     "Recipe",
     "Report",
     "bench",
+    "lm",
     "report",
     "UnlearningResult",
     "datasets",

@@ -437,6 +437,49 @@ def detect(
                       "obliviate unlearn MODEL --forget-ids ids.txt ...")
 
 
+@app.command("lm-demo")
+def lm_demo(
+    method: list[str] = typer.Option([], help="LABEL=METHOD[:key=value,...] to run instead of the defaults "
+                                             "(repeatable), e.g. 'ga-seq=ga:stop=sequence,gamma_stat=max'"),
+    steps: int = typer.Option(800, help="training steps of the original and the oracle (batch 32)"),
+    seed: int = typer.Option(0),
+    out: Optional[Path] = typer.Option(None, help="write every number (JSON) here"),
+    no_cache: bool = typer.Option(False, help="retrain the original and oracle instead of loading them from "
+                                              "~/.cache/obliviate/lm-demo"),
+) -> None:
+    """Memorize fictitious people's secrets in a tiny GPT, forget 20 people, judge per sequence vs the oracle."""
+    from obliviate.lm import demo
+
+    methods = None
+    if method:
+        methods = []
+        for spec in method:
+            label, _, rest = spec.partition("=")
+            name, _, params = rest.partition(":")
+            if not name:
+                _fail(f"--method {spec!r}: expected LABEL=METHOD[:key=value,...]")
+            methods.append((label, name, _parse_params([kv for kv in params.split(",") if kv])))
+    cfg = demo.DemoConfig(steps=steps, seed=seed)
+    try:
+        result = demo.run_demo(cfg, methods, cache=None if no_cache else demo.default_cache(), echo=console.print)
+    except (ValueError, RuntimeError) as e:
+        _fail(str(e))
+    for title, head, body in demo.format_tables(result):
+        table = Table(title=title)
+        for i, col in enumerate(head):
+            table.add_column(col, justify="left" if i == 0 else "right")
+        for row in body:
+            table.add_row(*row)
+        console.print(table)
+    for label, row in result["rows"].items():
+        for note in row.get("notes", []):
+            console.print(f"[yellow]{label}[/]: {note}")
+    console.print(f"done in {result['seconds']:.0f} s")
+    if out is not None:
+        demo.save(result, out)
+        console.print(f"results: {out}")
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List registered unlearning methods and their default hyper-parameters."""

@@ -31,6 +31,9 @@ class OutOfBudget(RuntimeError):
 class Params:
     """Base of every method's hyper-parameters; common fields are range-checked here, once."""
 
+    #: fields that are mixing weights in [0, 1] (NegGrad+'s beta; NPO's beta is a temperature)
+    _unit_interval: ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -40,7 +43,7 @@ class Params:
                 raise ValueError(f"{f.name} must be > 0, got {v!r}")
             if (f.name == "epochs" or f.name.endswith("batch_size")) and not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{f.name} must be an integer >= 1, got {v!r}")
-            if f.name in ("beta",) and not 0 <= v <= 1:
+            if f.name in self._unit_interval and not 0 <= v <= 1:
                 raise ValueError(f"{f.name} must be in [0, 1], got {v!r}")
 
 
@@ -115,7 +118,7 @@ class Context:
         model.eval()
         hits, n = 0.0, 0
         with torch.no_grad():
-            for _, batch in self.task.batches(self._probe, 512):
+            for _, batch in self.task.batches(self._probe, 128):  # 128: LM logits are [B, T, V]
                 batch = self.task.to(batch, self.device)
                 correct = self.task.correct(self.task.logits(model, batch), batch)
                 hits, n = hits + float(correct.sum()), n + correct.numel()
@@ -180,6 +183,9 @@ class Method:
     #: ``ob.tune``'s search space: parameter -> candidate values (a tuple), searched as a seeded
     #: random sample of the grid. Keep it to the 1-3 parameters that decide forget vs. utility.
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: the kinds of model the method is written for: "classification" and/or "lm" (causal LMs);
+    #: ``ob.unlearn`` refuses a task outside them
+    modalities: ClassVar[frozenset[str]] = frozenset({"classification"})
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.Params)}

@@ -31,6 +31,7 @@ class NegGradPlus(Method):
 
     @dataclass(frozen=True)
     class Params(OptimParams):
+        _unit_interval = ("beta",)
         beta: float = 0.8
         lr: float = 0.03
         epochs: int = 1

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ..data.splits import ForgetSplit
 from ..models.log import training_log
-from ..objectives import Task, task_for
+from ..objectives import CausalLMTask, Task, task_for
 from ..train.loop import NonFiniteLoss
 from ..train.recipe import Recipe
 from ..utils import seeded
@@ -58,6 +58,9 @@ def unlearn(
         raise ValueError(f"split was made for {split.n} training examples but train has {len(train)}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     task = task or task_for(model, train)
+    modality = "lm" if isinstance(task, CausalLMTask) else "classification"
+    if modality not in m.modalities:
+        raise ValueError(f"method {m.name!r} is written for {sorted(m.modalities)} models, not {modality}")
     if budget is not None and not budget > 0:
         raise ValueError(f"budget must be > 0 seconds, got {budget!r}")
     log = training_log(model)

@@ -1,6 +1,25 @@
 """Task adapters (the modality-specific part of every method and metric)."""
 
-from .base import Task
-from .classification import ClassificationTask, kd_kl, task_for
+from torch import nn
+from torch.utils.data import Dataset, Subset
 
-__all__ = ["ClassificationTask", "Task", "kd_kl", "task_for"]
+from .base import Task
+from .causal_lm import CausalLMTask
+from .classification import ClassificationTask, kd_kl
+from .classification import task_for as classification_task_for
+
+
+def task_for(model: nn.Module, dataset: Dataset) -> Task:
+    """The adapter a (model, dataset) pair needs: text rows make a causal-LM task, anything else a
+    classification task sized by the model's output width; either is checked against the data."""
+    from ..lm.data import TextDataset
+
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    if isinstance(base, TextDataset):
+        task = CausalLMTask()
+        task.check(model, dataset)
+        return task
+    return classification_task_for(model, dataset)
+
+
+__all__ = ["CausalLMTask", "ClassificationTask", "Task", "kd_kl", "task_for"]

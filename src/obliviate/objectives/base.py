@@ -31,6 +31,9 @@ class Task(Protocol):
     def losses(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Per-example training loss [B] (no reduction)."""
 
+    def logprob(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Per-example log-likelihood of the target (summed over a sequence's scored tokens) [B]."""
+
     def correct(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Per-example correctness in [0, 1] [B]."""
 

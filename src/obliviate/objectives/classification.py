@@ -48,6 +48,10 @@ class ClassificationTask:
     def losses(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(logits, batch[1], reduction="none")
 
+    def logprob(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """[B] log p(y|x): the "sequence" likelihood of NPO-style losses for a one-token answer."""
+        return -self.losses(logits, batch)
+
     def correct(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return (logits.argmax(-1) == batch[1]).float()
 
