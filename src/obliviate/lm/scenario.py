@@ -68,8 +68,10 @@ class Scenario:
             texts = [" " + qa.perturbed[k] for qa in qas]
         else:
             texts = [" " + getattr(qa, answer) for qa in qas]
-        return TextDataset.from_texts(self.tokenizer, texts, self.length,
-                                      prompts=[qa_prompt(qa.question) for qa in qas], eos=False), qas
+        # a few paraphrased / perturbed answers run past the context; they are cut (their mean NLL is
+        # then over the tokens that fit), since a QA row is a probe here, not a sequence to forget
+        return TextDataset.from_texts(self.tokenizer, texts, self.length, prompts=[qa_prompt(qa.question) for qa in qas],
+                                      eos=False, truncate=True), qas
 
     def association_probe(self, people: list[Person]) -> TextDataset:
         pairs = [self.people.association(p) for p in people]

@@ -90,9 +90,9 @@ def threshold(ctx: Context, p: LMParams, model: nn.Module | None = None) -> floa
     """γ: ``p.gamma`` if given, else ``p.gamma_stat`` of the original's scores on ``ctx.val``."""
     if p.gamma is not None:
         return float(p.gamma)
+    if p.stop == "none" and not getattr(p, "selective", False):
+        return None  # nothing reads γ
     if ctx.val is None:
-        if p.stop == "none":
-            return None
         raise ValueError(f"stop={p.stop!r} needs a threshold γ: pass gamma=... or val= (unseen sequences from the "
                          "forget set's distribution, e.g. held-out people) to calibrate it on")
     return calibrate_threshold(sequence_scores(model or ctx.original, ctx.task, ctx.val, ctx.device), p.gamma_stat)
