@@ -242,3 +242,11 @@ def test_data_parallel_training_matches_one_process(tmp_path):
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert one["procs"] == 1 and two["procs"] == 2
     assert np.allclose(one["loss"], two["loss"], atol=1e-4)
+
+
+def test_tau_keeps_the_original_gamma_across_its_stages():
+    """γ is the *original*'s unseen-text level: TAU's SGA stage must not recalibrate it on the
+    task-arithmetic model (whose held-out scores are lower)."""
+    tok, model, data, held, split = _setup()
+    res = run("tau", gamma_stat="max", ft_steps=3, max_steps=5)
+    assert res.history[-1]["gamma"] == pytest.approx(float(lme.sequence_scores(model, held).ma.max()), abs=1e-6)

@@ -86,8 +86,9 @@ def sequence_scores(model: nn.Module, task, dataset, device: torch.device, batch
     return out
 
 
-def threshold(ctx: Context, p: LMParams, model: nn.Module | None = None) -> float | None:
-    """γ: ``p.gamma`` if given, else ``p.gamma_stat`` of the original's scores on ``ctx.val``."""
+def threshold(ctx: Context, p: LMParams) -> float | None:
+    """γ: ``p.gamma`` if given, else ``p.gamma_stat`` of the *original*'s scores on ``ctx.val`` (not the
+    working model's: a pipeline such as TAU must keep one γ across its stages)."""
     if p.gamma is not None:
         return float(p.gamma)
     if p.stop == "none" and not getattr(p, "selective", False):
@@ -95,7 +96,7 @@ def threshold(ctx: Context, p: LMParams, model: nn.Module | None = None) -> floa
     if ctx.val is None:
         raise ValueError(f"stop={p.stop!r} needs a threshold γ: pass gamma=... or val= (unseen sequences from the "
                          "forget set's distribution, e.g. held-out people) to calibrate it on")
-    return calibrate_threshold(sequence_scores(model or ctx.original, ctx.task, ctx.val, ctx.device), p.gamma_stat)
+    return calibrate_threshold(sequence_scores(ctx.original, ctx.task, ctx.val, ctx.device), p.gamma_stat)
 
 
 def trainable(model: nn.Module, pattern: str | None) -> list[nn.Parameter]:
@@ -166,7 +167,7 @@ class LMMethod(Method):
         if len(ctx.forget) == 0:
             raise ValueError("the forget set is empty")
         p: LMParams = self.params  # type: ignore[assignment]
-        self.gamma = threshold(ctx, p, model)
+        self.gamma = threshold(ctx, p)
         self.setup(model, ctx)
         opt = torch.optim.Adam(trainable(model, self.param_pattern()), lr=p.lr, betas=(0.9, 0.98), weight_decay=p.weight_decay)
         n = len(ctx.forget)

@@ -109,7 +109,7 @@ class TaskVector(Method):
             apply(model, {k: v.detach().clone() for k, v in model.named_parameters()}, tau, p.lam)
             ctx.history.append({"lambda": p.lam})
             return model
-        gamma = threshold(ctx, p, model)  # type: ignore[arg-type]
+        gamma = threshold(ctx, p)  # type: ignore[arg-type]
         lam, met, trials = smallest_lambda(model, ctx, tau, gamma, p.stop, p.grid, p.refine)
         ctx.history.extend(trials)
         ctx.history.append({"lambda": lam, "rule_met": met, "gamma": gamma})

@@ -46,7 +46,7 @@ class TAU(Method):
         p = self.params
         if len(ctx.forget) == 0:
             raise ValueError("the forget set is empty")
-        gamma = threshold(ctx, p, model)
+        gamma = threshold(ctx, p)
         if p.order == "sga-ta":
             model = self._sga().run(model, ctx)
         tau = task_vector(model, ctx, p.ft_steps, p.ft_lr, p.batch_size)
