@@ -250,3 +250,13 @@ def test_tau_keeps_the_original_gamma_across_its_stages():
     tok, model, data, held, split = _setup()
     res = run("tau", gamma_stat="max", ft_steps=3, max_steps=5)
     assert res.history[-1]["gamma"] == pytest.approx(float(lme.sequence_scores(model, held).ma.max()), abs=1e-6)
+
+
+def test_lm_demo_rejects_unknown_methods_and_parameters_before_training():
+    from typer.testing import CliRunner
+
+    from obliviate.cli import app
+
+    for spec, needle in (("x=nosuch", "unknown method"), ("x=ga:lrr=1", "unknown parameter"), ("x=", "expected")):
+        out = CliRunner().invoke(app, ["lm-demo", "--method", spec, "--no-cache"])
+        assert out.exit_code == 2 and needle in out.output, out.output

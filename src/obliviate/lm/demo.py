@@ -134,6 +134,10 @@ def run_demo(cfg: DemoConfig | None = None, methods: list[tuple[str, str, dict[s
     """Train (or load) original and oracle, unlearn with each method, judge; returns everything printed."""
     cfg = cfg or DemoConfig()
     methods = DEFAULT_METHODS if methods is None else methods
+    from ..methods import get
+
+    for _, name, kw in methods:  # unknown names and parameters fail now, not after two trainings
+        get(name)(**kw)
     t0 = time.perf_counter()
     sc = make_scenario(seed=cfg.seed, **cfg.scenario)
     echo(f"scenario: {len(sc.train)} training rows ({len(sc.forget_people)} forget / {len(sc.retain_people)} retained "
