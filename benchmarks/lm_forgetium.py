@@ -61,10 +61,10 @@ def main() -> None:
                                                          "notes": res.notes}
             print(f"{steps} steps {method}: forgetium {secs:.1f} s, obliviate {time.perf_counter() - start:.1f} s",
                   flush=True)
-    for label, kw in (("obliviate ga, stop c=0 at γ_max", {"stop": "sequence", "gamma_stat": "max"}),
-                      ("obliviate npo, stop c=0 at γ_max", {"stop": "sequence", "gamma_stat": "max", "max_steps": 100})):
-        res = ob.unlearn(original, sc.train, sc.split, label.split()[1].rstrip(","), val=sc.heldout, task=task,
-                         progress=False, lr=LR, batch_size=32, **kw)
+    for method in ("ga", "npo"):
+        label = f"obliviate {method}, stop c=0 at γ_max"
+        res = ob.unlearn(original, sc.train, sc.split, method, val=sc.heldout, task=task, progress=False, lr=LR,
+                         batch_size=32, stop="sequence", gamma_stat="max", max_steps=100)
         rows[label] = {**judge.row(res.model), "seconds": res.seconds, "cost": res.seconds / train_s,
                        "notes": res.notes}
     result = {"lr": LR, "batch_size": 32, "train_seconds": train_s, "gamma": judge.gamma, "rows": rows}

@@ -105,7 +105,7 @@ def _as_array_dataset(ds: Dataset) -> ArrayDataset:
 
 def subset(ds: Dataset, ids: torch.Tensor) -> Dataset:
     """Rows ``ids`` of a dataset: sliced tensors for an :class:`ArrayDataset`, else a ``Subset``."""
-    if isinstance(ds, ArrayDataset) or hasattr(ds, "subset"):  # ArrayDataset, lm.TextDataset: sliced tensors
+    if hasattr(ds, "subset"):  # ArrayDataset, lm.TextDataset: sliced tensors
         return ds.subset(ids)
     return torch.utils.data.Subset(ds, torch.as_tensor(ids).tolist())
 

@@ -80,18 +80,27 @@ class Judge:
     sc: Scenario
     original: nn.Module
     oracle: nn.Module
+    oracle_row: dict[str, Any] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.held0 = lme.sequence_scores(self.original, self.sc.heldout)
+        sc = self.sc
+        self.held0 = lme.sequence_scores(self.original, sc.heldout)
         self.gamma = {s: calibrate_threshold(self.held0.ma, s) for s in lme.GAMMA_STATS}
-        self.ppl0 = lme.perplexity(self.original, self.sc.heldout_text)
+        self.ppl0 = lme.perplexity(self.original, sc.heldout_text)
+        # every probe is tokenised once and scored for each model
+        self.probes = {"secret_forget": sc.secret_probe(sc.forget_people),
+                       "secret_retain": sc.secret_probe(sc.retain_people)}
+        for who, people in (("forget", sc.forget_people), ("retain", sc.retain_people)):
+            self.probes[f"qa_{who}"] = sc.qa_probe(people)[0]
+            self.probes[f"assoc_{who}"] = sc.association_probe(people)
+        for answer in ("paraphrased", "perturbed0", "perturbed1", "perturbed2"):
+            self.probes[answer] = sc.qa_probe(sc.forget_people, answer)[0]
         self.oracle_row = self.row(self.oracle)
 
     def row(self, model: nn.Module) -> dict[str, Any]:
         sc = self.sc
         f = lme.sequence_scores(model, sc.forget)
         h = lme.sequence_scores(model, sc.heldout)
-        oracle = getattr(self, "oracle_row", None)
         counts = lme.per_sequence_report(f.ma, self.held0.ma)
         mia = lme.mia_suite(f, h, sc.forget.texts, sc.heldout.texts)
         row: dict[str, Any] = {
@@ -99,27 +108,26 @@ class Judge:
             "below_low": counts["mean"]["below_low"],
             "forget_ma": float(f.ma.mean()),
             "forget_ma_max": float(f.ma.max()),
-            "secret_forget": float(lme.sequence_scores(model, sc.secret_probe(sc.forget_people)).extracted.mean()),
-            "secret_retain": float(lme.sequence_scores(model, sc.secret_probe(sc.retain_people)).extracted.mean()),
+            "secret_forget": float(lme.sequence_scores(model, self.probes["secret_forget"]).extracted.mean()),
+            "secret_retain": float(lme.sequence_scores(model, self.probes["secret_retain"]).extracted.mean()),
             "mia_auc": {k: v["auc"] for k, v in mia.items()},
             "ppl_change": lme.perplexity(model, sc.heldout_text) / self.ppl0 - 1,
             "hist": lme.histogram(f.ma),
         }
-        if oracle is not None:
-            row["privleak"] = privleak(row["mia_auc"]["min_k40"], oracle["mia_auc"]["min_k40"])
+        if self.oracle_row is not None:
+            row["privleak"] = privleak(row["mia_auc"]["min_k40"], self.oracle_row["mia_auc"]["min_k40"])
         return row
 
     def entity(self, model: nn.Module) -> dict[str, float]:
         """TOFU-style knowledge of the forget people vs the retained (neighbours), and an indirect probe."""
-        sc = self.sc
         out: dict[str, float] = {}
-        for who, people in (("forget", sc.forget_people), ("retain", sc.retain_people)):
-            ans = lme.sequence_scores(model, sc.qa_probe(people)[0])
+        for who in ("forget", "retain"):
+            ans = lme.sequence_scores(model, self.probes[f"qa_{who}"])
             out[f"qa_acc_{who}"] = float(ans.extracted.mean())
             out[f"qa_prob_{who}"] = float(lme.answer_probability(ans).mean())
-            out[f"assoc_{who}"] = float(lme.sequence_scores(model, sc.association_probe(people)).extracted.mean())
-        para = lme.sequence_scores(model, sc.qa_probe(sc.forget_people, "paraphrased")[0])
-        pert = [lme.sequence_scores(model, sc.qa_probe(sc.forget_people, f"perturbed{k}")[0]) for k in range(3)]
+            out[f"assoc_{who}"] = float(lme.sequence_scores(model, self.probes[f"assoc_{who}"]).extracted.mean())
+        para = lme.sequence_scores(model, self.probes["paraphrased"])
+        pert = [lme.sequence_scores(model, self.probes[f"perturbed{k}"]) for k in range(3)]
         out["truth_ratio"] = lme.truth_ratio(para, pert)  # type: ignore[assignment]
         return out
 
@@ -160,20 +168,13 @@ def run_demo(cfg: DemoConfig | None = None, methods: list[tuple[str, str, dict[s
         row = judge.row(res.model)
         row.update(seconds=res.seconds, cost=res.seconds / train_s, params=res.params, notes=res.notes)
         rows[label], entity[label], models[label] = row, judge.entity(res.model), res.model
+    oracle_truth = entity["oracle"]["truth_ratio"]
     for label in entity:
-        entity[label]["forget_quality"] = lme.forget_quality(entity[label].pop("truth_ratio"),
-                                                             lme.truth_ratio(*_tr(judge, oracle)))
+        entity[label]["forget_quality"] = lme.forget_quality(entity[label].pop("truth_ratio"), oracle_truth)
     relearn = _relearn(sc, judge, models, relearn_steps)
     result = {"config": cfg.__dict__, "gamma": judge.gamma, "train_seconds": train_s, "rows": rows, "entity": entity,
               "relearn": relearn, "seconds": time.perf_counter() - t0}
     return result
-
-
-def _tr(judge: Judge, model: nn.Module):
-    sc = judge.sc
-    para = lme.sequence_scores(model, sc.qa_probe(sc.forget_people, "paraphrased")[0])
-    pert = [lme.sequence_scores(model, sc.qa_probe(sc.forget_people, f"perturbed{k}")[0]) for k in range(3)]
-    return para, pert
 
 
 def _relearn(sc: Scenario, judge: Judge, models: dict[str, nn.Module], steps: int) -> dict[str, Any]:
@@ -183,7 +184,7 @@ def _relearn(sc: Scenario, judge: Judge, models: dict[str, nn.Module], steps: in
     first = {p.pid for p in sc.forget_people[:half]}
     rows = [i for i in sc.split.forget_ids.tolist() if sc.pids[i] in first]
     relearn_set = sc.train.subset(torch.tensor(rows))
-    probe = sc.secret_probe(sc.forget_people[half:])
+    probe = sc.secret_probe(sc.forget_people[half:])  # the un-relearned half only
     probe_ma = sc.train.subset(torch.tensor([i for i in sc.split.forget_ids.tolist() if sc.pids[i] not in first
                                              and sc.pids[i] >= 0]))
     out = {}

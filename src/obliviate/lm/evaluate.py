@@ -26,7 +26,7 @@ from ..metrics.lm import (
     privleak,
     zlib_score,
 )
-from ..objectives.causal_lm import CausalLMTask
+from ..objectives.causal_lm import CausalLMTask, token_nll
 from .data import TextDataset
 
 GAMMA_STATS = ("mean", "p95", "max")
@@ -84,8 +84,6 @@ def perplexity(model: nn.Module, data: TextDataset, batch_size: int = 64) -> flo
     was = model.training
     model.eval()
     task = CausalLMTask()
-    from ..objectives.causal_lm import token_nll
-
     total, count = 0.0, 0
     for _, batch in task.batches(data, batch_size):
         batch = task.to(batch, device)

@@ -51,7 +51,7 @@ def train(model: nn.Module, data: TextDataset, *, steps: int, batch_size: int = 
     of their scored tokens. ``batch_size`` is the global batch, split across processes. A linear
     warm-up of ``warmup`` steps, then a constant rate (memorization is the point of these models).
     """
-    from ..objectives.causal_lm import CausalLMTask, trim  # the adapter imports this package's data module
+    from ..objectives.causal_lm import CausalLMTask  # the adapter imports this package's data module
 
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
@@ -71,7 +71,7 @@ def train(model: nn.Module, data: TextDataset, *, steps: int, batch_size: int = 
     wrapped.train()
     for _ in range(steps):
         rows = torch.multinomial(data.weights, batch_size, replacement=True, generator=g)
-        batch = task.to(trim((data.ids[rows], data.mask[rows], data.labels[rows])), acc.device)
+        batch = task.to(data.batch(rows), acc.device)
         shard = tuple(t[rank::world] for t in batch)
         loss = task.losses(task.logits(wrapped, shard), shard).mean()
         if not torch.isfinite(loss):

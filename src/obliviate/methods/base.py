@@ -19,6 +19,23 @@ from ..train.loop import NonFiniteLoss
 from ..train.recipe import Recipe, make_optimizer
 
 
+@torch.no_grad()
+def correct_scores(model: nn.Module, task: Task, dataset: Dataset, device: torch.device, batch_size: int = 128
+                   ) -> torch.Tensor:
+    """[N] ``task.correct`` of every example in eval mode (a classifier's 0/1 hit, a sequence's
+    memorization MA); the model's mode is restored. Batches of 128: LM logits are [B, T, V]."""
+    was_training = model.training
+    model.eval()
+    out = torch.empty(len(dataset))
+    try:
+        for rows, batch in task.batches(dataset, batch_size):
+            batch = task.to(batch, device)
+            out[rows] = task.correct(task.logits(model, batch), batch).float().cpu()
+    finally:
+        model.train(was_training)
+    return out
+
+
 class Diverged(RuntimeError):
     """A method's update went non-finite or collapsed utility; the last safe checkpoint is kept."""
 
@@ -114,16 +131,7 @@ class Context:
             g = torch.Generator().manual_seed(self.seed)
             ids = torch.randperm(len(self.retain), generator=g)[:512]
             self._probe = subset(self.retain, ids)
-        was_training = model.training
-        model.eval()
-        hits, n = 0.0, 0
-        with torch.no_grad():
-            for _, batch in self.task.batches(self._probe, 128):  # 128: LM logits are [B, T, V]
-                batch = self.task.to(batch, self.device)
-                correct = self.task.correct(self.task.logits(model, batch), batch)
-                hits, n = hits + float(correct.sum()), n + correct.numel()
-        model.train(was_training)
-        return hits / max(n, 1)
+        return float(correct_scores(model, self.task, self._probe, self.device).double().mean())
 
     def _guard(self, model: nn.Module, where: str) -> float | None:
         """Raise if weights are non-finite or retain accuracy collapsed; else checkpoint."""

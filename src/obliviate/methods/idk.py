@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from ..lm.data import TextDataset
-from ..objectives.causal_lm import CausalLMTask, trim
 from .base import Context, register
 from .lm_common import LMMethod, LMParams
 
@@ -50,11 +49,9 @@ class IdK(LMMethod):
         tok = getattr(ctx.task, "tokenizer", None)
         if tok is None:
             raise ValueError("idk writes refusals and needs the tokenizer: pass task=CausalLMTask(tokenizer)")
-        assert isinstance(ctx.task, CausalLMTask)
         self.refusals = refusal_rows(ctx.forget, tok, self.params.refusal)
 
     def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
                       ) -> torch.Tensor:
-        r = self.refusals
-        target = ctx.task.to(trim((r.ids[rows], r.mask[rows], r.labels[rows])), ctx.device)
+        target = ctx.task.to(self.refusals.batch(rows), ctx.device)
         return ctx.task.losses(ctx.task.logits(model, target), target)

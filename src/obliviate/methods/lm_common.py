@@ -31,7 +31,7 @@ from torch import nn
 
 from ..metrics.lm import calibrate_threshold
 from ..utils import progress_bar
-from .base import Context, Method, Params
+from .base import Context, Method, Params, correct_scores
 from .common import step
 
 STOPS = ("aggregate", "sequence", "none")
@@ -73,19 +73,6 @@ class LMParams(Params):
             raise ValueError("alpha and forget_weight must be >= 0")
 
 
-@torch.no_grad()
-def sequence_scores(model: nn.Module, task, dataset, device: torch.device, batch_size: int = 64) -> torch.Tensor:
-    """[N] per-sequence memorization g = MA (``task.correct``) in eval mode."""
-    was = model.training
-    model.eval()
-    out = torch.empty(len(dataset))
-    for rows, batch in task.batches(dataset, batch_size):
-        batch = task.to(batch, device)
-        out[rows] = task.correct(task.logits(model, batch), batch).float().cpu()
-    model.train(was)
-    return out
-
-
 def threshold(ctx: Context, p: LMParams) -> float | None:
     """γ: ``p.gamma`` if given, else ``p.gamma_stat`` of the *original*'s scores on ``ctx.val`` (not the
     working model's: a pipeline such as TAU must keep one γ across its stages)."""
@@ -96,7 +83,7 @@ def threshold(ctx: Context, p: LMParams) -> float | None:
     if ctx.val is None:
         raise ValueError(f"stop={p.stop!r} needs a threshold γ: pass gamma=... or val= (unseen sequences from the "
                          "forget set's distribution, e.g. held-out people) to calibrate it on")
-    return calibrate_threshold(sequence_scores(ctx.original, ctx.task, ctx.val, ctx.device), p.gamma_stat)
+    return calibrate_threshold(correct_scores(ctx.original, ctx.task, ctx.val, ctx.device), p.gamma_stat)
 
 
 def trainable(model: nn.Module, pattern: str | None) -> list[nn.Parameter]:
@@ -119,12 +106,9 @@ def weighted(dataset, batch_size: int, generator: torch.Generator) -> Iterator:
     """Batches drawn like training drew them: rows with probability ∝ ``dataset.weights`` (a text
     row repeated 20 times in the corpus is 20 times as likely), so the retain term protects what
     training emphasised, e.g. the retained people's PII sentences that share the forget set's templates."""
-    from ..objectives.causal_lm import trim
-
-    w = dataset.weights
     while True:
-        rows = torch.multinomial(w, batch_size, replacement=True, generator=generator)
-        yield rows, trim((dataset.ids[rows], dataset.mask[rows], dataset.labels[rows]))
+        rows = torch.multinomial(dataset.weights, batch_size, replacement=True, generator=generator)
+        yield rows, dataset.batch(rows)
 
 
 def stop_met(scores: torch.Tensor, gamma: float, rule: str) -> bool:
@@ -189,7 +173,7 @@ class LMMethod(Method):
             scores[rows] = g.cpu()
             if self.gamma is not None and p.stop != "none" and stop_met(scores, self.gamma, p.stop):
                 if bs < n:
-                    scores = sequence_scores(model, ctx.task, ctx.forget, ctx.device)
+                    scores = correct_scores(model, ctx.task, ctx.forget, ctx.device)
                 if stop_met(scores, self.gamma, p.stop):
                     stopped = i
                     break
@@ -214,7 +198,7 @@ class LMMethod(Method):
             step(model, opt, loss, ctx, self.name, p.grad_clip)
             bar.update()
         bar.close()
-        final = sequence_scores(model, ctx.task, ctx.forget, ctx.device)
+        final = correct_scores(model, ctx.task, ctx.forget, ctx.device)
         summary = {"steps": i if stopped is not None else p.max_steps, "stopped_by_rule": stopped is not None,
                    "gamma": self.gamma, "final_ma_mean": float(final.mean()), "final_ma_max": float(final.max())}
         if self.gamma is not None:

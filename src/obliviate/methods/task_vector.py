@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Context, Method, Params, register
-from .lm_common import STOPS, cycle, sequence_scores, stop_met, threshold, trainable
+from .base import Context, Method, Params, correct_scores, register
+from .lm_common import STOPS, cycle, stop_met, threshold, trainable
 
 
 def task_vector(model: nn.Module, ctx: Context, steps: int, lr: float, batch_size: int | None) -> dict[str, torch.Tensor]:
@@ -50,7 +50,7 @@ def smallest_lambda(model: nn.Module, ctx: Context, tau: dict[str, torch.Tensor]
 
     def ok(lam: float) -> bool:
         apply(model, theta0, tau, lam)
-        s = sequence_scores(model, ctx.task, ctx.forget, ctx.device)
+        s = correct_scores(model, ctx.task, ctx.forget, ctx.device)
         trials.append({"lambda": lam, "forget_ma_mean": float(s.mean()), "above_gamma": int((s > gamma).sum())})
         return stop_met(s, gamma, rule)
 

@@ -38,9 +38,9 @@ class TAU(Method):
             if self.order not in ("ta-sga", "sga-ta"):
                 raise ValueError(f"order must be 'ta-sga' or 'sga-ta', got {self.order!r}")
 
-    def _sga(self) -> SGA:
+    def _sga(self, gamma: float) -> SGA:
         shared = {f.name for f in fields(LMParams)}
-        return SGA(**{k: v for k, v in self.param_dict().items() if k in shared} | {"stop": "sequence"})
+        return SGA(**{k: v for k, v in self.param_dict().items() if k in shared} | {"stop": "sequence", "gamma": gamma})
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         p = self.params
@@ -48,12 +48,12 @@ class TAU(Method):
             raise ValueError("the forget set is empty")
         gamma = threshold(ctx, p)
         if p.order == "sga-ta":
-            model = self._sga().run(model, ctx)
+            model = self._sga(gamma).run(model, ctx)
         tau = task_vector(model, ctx, p.ft_steps, p.ft_lr, p.batch_size)
         rule = "aggregate" if p.order == "ta-sga" else "sequence"
         lam, met, trials = smallest_lambda(model, ctx, tau, gamma, rule, p.grid, p.refine)
         ctx.history.extend(trials)
         ctx.history.append({"lambda": lam, "rule": rule, "rule_met": met})
         if p.order == "ta-sga":
-            model = self._sga().run(model, ctx)
+            model = self._sga(gamma).run(model, ctx)
         return model

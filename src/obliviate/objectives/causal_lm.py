@@ -32,14 +32,6 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return nll.view_as(target) * valid, valid
 
 
-def trim(batch: Batch) -> Batch:
-    """Drop the padding columns every row of the batch has: sentence-sized rows in a 64-token
-    layout then cost what their real length costs (about half, for the people rows)."""
-    ids, mask, labels = batch
-    used = int(mask.any(0).nonzero().max()) + 1 if bool(mask.any()) else 1
-    return ids[:, :used], mask[:, :used], labels[:, :used]
-
-
 class CausalLMTask:
     """Next-token prediction; ``tokenizer`` is needed only by methods that write text (``idk``)."""
 
@@ -52,7 +44,7 @@ class CausalLMTask:
         order = torch.randperm(len(ds), generator=generator) if shuffle else torch.arange(len(ds))
         for start in range(0, len(ds), batch_size):
             idx = order[start:start + batch_size]
-            yield idx, trim((ds.ids[idx], ds.mask[idx], ds.labels[idx]))
+            yield idx, ds.batch(idx)
 
     def to(self, batch: Batch, device: torch.device) -> Batch:
         return tuple(t.to(device, non_blocking=True) for t in batch)  # type: ignore[return-value]
