@@ -260,3 +260,11 @@ def test_lm_demo_rejects_unknown_methods_and_parameters_before_training():
     for spec, needle in (("x=nosuch", "unknown method"), ("x=ga:lrr=1", "unknown parameter"), ("x=", "expected")):
         out = CliRunner().invoke(app, ["lm-demo", "--method", spec, "--no-cache"])
         assert out.exit_code == 2 and needle in out.output, out.output
+
+
+def test_registry_lists_methods_by_modality():
+    lm = {"ga", "grad-diff", "ga-kl", "npo", "simnpo", "sga", "task-vector", "tau", "idk", "rmu"}
+    assert set(ob.methods.available("lm")) == lm
+    classification = set(ob.methods.available("classification"))
+    assert not classification & lm and {"scrub", "neggrad+", "rum"} <= classification
+    assert classification | lm == set(ob.methods.available())

@@ -28,8 +28,8 @@ def test_registry_lists_the_core_methods():
     assert {"none", "retrain", "finetune", "neggrad", "neggrad+", "random-label", "scrub", "scrub+r"} <= set(ALL)
 
 
-@pytest.mark.parametrize("method", [m for m in ALL if "update_log" not in ob.methods.get(m).needs
-                                    and "lm" not in ob.methods.get(m).modalities])  # LM methods: LM defaults
+@pytest.mark.parametrize("method", [m for m in ob.methods.available("classification")  # LM methods: LM defaults
+                                    if "update_log" not in ob.methods.get(m).needs])
 def test_defaults_do_not_diverge_on_digits(method, digits, original, random_split):
     """The conformance suite (tests/test_testing.py) checks the contract on tiny models; here each
     method's *defaults* must run cleanly on the standard digits original."""

@@ -58,7 +58,7 @@ def demo(
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if names == ["all"]:
-        names = [m for m in ob.methods.available() if m not in ("none", "retrain")]
+        names = [m for m in ob.methods.available("classification") if m not in ("none", "retrain")]
     try:
         for name in names:
             ob.methods.get(name)

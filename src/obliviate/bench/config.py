@@ -359,7 +359,7 @@ def _methods(where: _Where, raw: dict) -> tuple[MethodSpec, ...]:
         path = ("methods", i)
         line = where.lines.get(path, 0)
         if m == "all":
-            out += [MethodSpec(n, line=line) for n in available() if n != "retrain"]
+            out += [MethodSpec(n, line=line) for n in available("classification") if n != "retrain"]
             continue
         if isinstance(m, str):
             name, spec = m, {}

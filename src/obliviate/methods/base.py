@@ -220,9 +220,15 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def available() -> list[str]:
-    """Registered method names."""
-    return sorted(_REGISTRY)
+def available(modality: str | None = None) -> list[str]:
+    """Registered method names; with ``modality``, those written for it: "lm" the language-model
+    methods, "classification" the classification ones (LM methods that also run on classifiers,
+    with LM defaults, are not listed there: they are what "all" means in a classification demo or grid)."""
+    if modality is None:
+        return sorted(_REGISTRY)
+    if modality == "lm":
+        return sorted(n for n, c in _REGISTRY.items() if "lm" in c.modalities)
+    return sorted(n for n, c in _REGISTRY.items() if c.modalities == {modality})
 
 
 def get(name: str) -> type[Method]:
