@@ -49,3 +49,31 @@ def test_tiny_gpt2_memorizes_injected_canaries_and_not_controls():
     el = {k: extraction_likelihood(model, *encode(tok, g[:3], 32), n=4, stride=2) for k, g in
           (("seen", seen), ("unseen", unseen))}
     assert el["seen"].mean() > 0.5 > 0.1 > el["unseen"].mean()
+
+
+class _RepeatsFirstBigram:
+    """A greedy 'generator' whose continuation of a prefix repeats the true suffix's first two tokens
+    (a, b, a, b, ...): every other generated bigram is a true one, however long the suffix."""
+
+    config = type("Config", (), {"eos_token_id": 0})()
+
+    def __init__(self, seq: list[int]):
+        self.seq = seq
+
+    def eval(self):
+        return self
+
+    def generate(self, input_ids, max_new_tokens, **_):
+        t = input_ids.shape[1]
+        a, b = self.seq[t], self.seq[t + 1]
+        return torch.tensor([self.seq[:t] + [a, b] * max_new_tokens])[:, : t + max_new_tokens]
+
+
+def test_extraction_likelihood_counts_generated_ngrams_over_t_minus_n():
+    """Jang et al.'s EL_n: Σ_t |generated n-grams found in the true suffix| / |true suffix n-grams|, over T − n.
+    T = 8, n = 2: prefixes t = 1..6 leave suffixes of L = 7..2 tokens, L − 1 bigrams, ⌈(L − 1)/2⌉ of the
+    generated ones true; counting distinct true bigrams reproduced instead would give 1/(L − 1) each."""
+    seq = list(range(1, 9))
+    el = extraction_likelihood(_RepeatsFirstBigram(seq), torch.tensor([seq]), torch.ones(1, 8), n=2)
+    expected = (3 / 6 + 3 / 5 + 2 / 4 + 2 / 3 + 1 / 2 + 1 / 1) / 6
+    assert el.item() == pytest.approx(expected)

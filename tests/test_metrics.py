@@ -74,10 +74,23 @@ def test_mia_efficacy_and_entropy_mia_on_constructed_members():
     # MIA-efficacy is the share of D_f predicted NON-member: ~0 when D_f looks like training data
     assert M.mia_efficacy(retain, test, member_like) < 0.1
     assert M.mia_efficacy(retain, test, nonmember_like) > 0.9
-    assert M.mia_efficacy(retain, test, nonmember_like, features=M.mia.FEATURES) > 0.9
+    assert M.svc_mia(retain, test, nonmember_like, features=M.mia.FEATURES) > 0.9
     # entropy MIA is the share predicted member
     assert M.entropy_mia(retain, test, member_like) > 0.9
     assert M.entropy_mia(retain, test, nonmember_like) < 0.1
+
+
+def test_modified_entropy_differs_from_entropy_when_the_label_is_not_the_top_class():
+    """Song & Mittal's Mentr = −(1 − p_y) log p_y − Σ_{i≠y} p_i log(1 − p_i), by hand; plain entropy
+    would ignore the label (and equals Mentr only in symmetric cases like the tie below)."""
+    p = torch.tensor([[0.7, 0.2, 0.1]])
+    f = M.attack_features(p.log(), torch.tensor([1]), ("entropy", "m_entropy"))[0]
+    entropy = -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1))
+    m_entropy = -(0.8 * math.log(0.2)) - 0.7 * math.log(0.3) - 0.1 * math.log(0.9)
+    assert f.tolist() == pytest.approx([entropy, m_entropy])
+    assert abs(m_entropy - entropy) > 0.5
+    right = M.attack_features(p.log(), torch.tensor([0]), ("m_entropy",))[0, 0]  # same p, label = the top class
+    assert right == pytest.approx(-(0.3 * math.log(0.7)) - 0.2 * math.log(0.8) - 0.1 * math.log(0.9))
 
 
 def test_attack_features_modified_entropy():

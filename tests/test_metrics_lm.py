@@ -24,12 +24,41 @@ def test_memorization_accuracy_and_extraction_strength():
     assert lm.memorization_accuracy(logits, tokens).tolist() == pytest.approx([1.0, 0.6, 0.0])
     # from a prefix of 3 tokens on, row 1 gets 2 of the 3 remaining predictions right
     assert lm.memorization_accuracy(logits, tokens, prefix_len=3)[1] == pytest.approx(2 / 3)
-    # row 0: the first token suffices (k=1); row 1: last miss predicts token 3, so k=4; row 2: nothing extractable
-    assert lm.extraction_strength(logits, tokens).tolist() == pytest.approx([1 - 1 / 6, 1 - 4 / 6, 0.0])
+    # ES over the 5 scored tokens: row 0 all right (k=0); row 1's last miss is the 3rd scored token (k=3);
+    # row 2 misses the last one, so nothing is extractable
+    assert lm.extraction_strength(logits, tokens).tolist() == pytest.approx([1.0, 1 - 3 / 5, 0.0])
     # padding is ignored: row 1 with its last two tokens padded
     mask = torch.ones_like(tokens)
     mask[1, 4:] = 0
     assert lm.memorization_accuracy(logits, tokens, mask)[1] == pytest.approx(1 / 3)  # positions 0-2: [0, 1, 0]
+
+
+@pytest.mark.parametrize("answer_right, expected", [
+    ([1] * 8, 1.0),                      # every answer token right
+    ([0] * 8, 0.0),                      # every answer token wrong
+    ([0] + [1] * 7, 1 - 1 / 8),          # only the first answer token missed: give it, extract the rest
+    ([1] * 7 + [0], 0.0),                # only the last answer token missed: nothing extractable
+    ([1, 1, 0, 1, 1, 1, 1, 1], 1 - 3 / 8),
+])
+def test_extraction_strength_counts_k_within_the_scored_answer(answer_right, expected):
+    """A 4-token prompt masked out, an 8-token answer scored (the QA / secret probes' layout); the
+    prompt's own predictions are all wrong and must not matter."""
+    tokens = torch.arange(1, 13)[None]
+    right = torch.tensor([[0, 0, 0] + answer_right], dtype=torch.bool)  # position t predicts token t + 1
+    mask = torch.tensor([[0, 0, 0] + [1] * 9])  # as lm.evaluate builds it: scored tokens and the one before
+    es = lm.extraction_strength(_logits_predicting(tokens, right, vocab=20), tokens, mask)
+    assert es.item() == pytest.approx(expected)
+
+
+def test_min_k_takes_int_k_n_lowest_tokens():
+    """Shi et al. / OpenUnlearning: int(k·n) lowest log-probs, at least one (not ceil)."""
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 30, (3, 12), generator=g)  # n = 11 scored tokens per row
+    logits = torch.randn(3, 12, 30, generator=g)
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    lowest = logp.sort(1).values
+    for k, take in ((0.2, 2), (0.4, 4), (0.05, 1)):  # int(2.2) = 2, int(4.4) = 4, int(0.55) -> 1
+        assert torch.allclose(lm.min_k_percent(logits, tokens, k=k), -lowest[:, :take].mean(1)), k
 
 
 def test_membership_scores_order_seen_and_unseen():

@@ -94,10 +94,11 @@ def _ngrams(seq: list[int], n: int) -> list[tuple[int, ...]]:
 @torch.no_grad()
 def extraction_likelihood(model, ids: torch.Tensor, mask: torch.Tensor, *, n: int = 10, stride: int = 1
                           ) -> torch.Tensor:
-    """[N] Jang et al.'s EL_n: for each prefix length t, greedily generate the rest of the sequence and
-    take the share of the true suffix's n-grams it reproduces; average over t. Costs one generation per
-    prefix and sequence; ``stride`` > 1 scores every stride-th prefix (faster, not comparable with
-    Jang's numbers)."""
+    """[N] Jang et al.'s EL_n (``models/Neo_Model.py`` ``validation_el``): for each prefix length
+    t = 1 … T − n, greedily generate the rest of the sequence and count the *generated* n-grams that
+    occur among the true suffix's n-grams, over the number of true suffix n-grams; sum over t and
+    divide by T − n. Costs one generation per prefix and sequence; ``stride`` > 1 scores every
+    stride-th prefix and averages over those (faster, not comparable with Jang's numbers)."""
     model.eval()
     out = []
     for row, m in zip(ids, mask):
@@ -109,7 +110,7 @@ def extraction_likelihood(model, ids: torch.Tensor, mask: torch.Tensor, *, n: in
                                  max_new_tokens=T - t, min_new_tokens=T - t, do_sample=False,
                                  pad_token_id=model.config.eos_token_id)[0, t:].tolist()
             truth = _ngrams(seq[t:], n)
-            have = set(_ngrams(gen, n))
-            scores.append(sum(g in have for g in truth) / len(truth) if truth else 0.0)
+            true_set = set(truth)
+            scores.append(sum(g in true_set for g in _ngrams(gen, n)) / len(truth))
         out.append(sum(scores) / len(scores) if scores else 0.0)
     return torch.tensor(out)

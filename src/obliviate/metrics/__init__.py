@@ -7,12 +7,12 @@ from .accuracy import accuracy
 from .catalogue import METRICS, Metric, Outputs, available
 from .composite import avg_gap, tow, tow_mia
 from .divergence import activation_distance, disagreement, js_divergence, kl, symmetric_kl, zrf
-from .mia import attack_features, entropy_mia, loss_mia, mia_efficacy, threshold_attack
+from .mia import attack_features, entropy_mia, loss_mia, mia_efficacy, svc_mia, threshold_attack
 from .neurips23 import logit_scaled_confidence, neurips23_epsilons, neurips23_final_score, neurips23_score
 
 __all__ = [
     "METRICS", "Metric", "Outputs", "accuracy", "activation_distance", "attack_features", "available", "avg_gap",
     "disagreement", "entropy_mia", "js_divergence", "kl", "logit_scaled_confidence", "loss_mia", "mia_efficacy",
-    "neurips23_epsilons", "neurips23_final_score", "neurips23_score", "symmetric_kl", "threshold_attack", "tow",
+    "neurips23_epsilons", "neurips23_final_score", "neurips23_score", "svc_mia", "symmetric_kl", "threshold_attack", "tow",
     "tow_mia", "zrf",
 ]

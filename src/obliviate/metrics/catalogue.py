@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .accuracy import accuracy
 from .composite import avg_gap, tow, tow_mia
 from .divergence import activation_distance, disagreement, js_divergence, kl, symmetric_kl, zrf
-from .mia import FEATURES, entropy_mia, loss_mia, mia_efficacy, threshold_attack
+from .mia import FEATURES, entropy_mia, loss_mia, mia_efficacy, svc_mia, threshold_attack
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (logits, labels)
 
@@ -90,14 +90,16 @@ METRICS: dict[str, Metric] = {
                "starting-kit loss MIA: CV accuracy of a logistic regression telling D_f from test by loss",
                "oracle (~0.5)", source="NeurIPS 2023 starting kit", needs=("forget", "test_all")),
         Metric("mia_efficacy", "model",
-               lambda o: mia_efficacy(o.views["retain"], o.views["test_all"], o.views["forget"], seed=o.seed),
-               "SalUn MIA-efficacy: SVC on confidence, D_r vs test; share of D_f predicted non-member",
+               lambda o: mia_efficacy(o.views["retain"], o.views["test_all"], o.views["forget"]),
+               "SalUn MIA-efficacy: SVC on raw confidence, first |test| rows of D_r vs test; share of D_f "
+               "predicted non-member",
                "oracle", source="SalUn SVC_MIA.py", needs=("forget", "retain", "test_all")),
         Metric("mia_efficacy_5", "model",
-               lambda o: mia_efficacy(o.views["retain"], o.views["test_all"], o.views["forget"], features=FEATURES,
-                                      seed=o.seed),
-               "MIA-efficacy on five features (correctness, confidence, entropy, modified entropy, max prob)",
-               "oracle", source="SalUn SVC_MIA.py features, combined", needs=("forget", "retain", "test_all")),
+               lambda o: svc_mia(o.views["retain"], o.views["test_all"], o.views["forget"], features=FEATURES,
+                                 seed=o.seed),
+               "obliviate's standardised SVC attack on five features (correctness, confidence, entropy, "
+               "modified entropy, max prob); share of D_f predicted non-member",
+               "oracle", source="SalUn SVC_MIA.py features, combined and standardised", needs=("forget", "retain", "test_all")),
         Metric("entropy_mia", "model",
                lambda o: entropy_mia(o.views["retain"], o.views["test_all"], o.views["forget"], seed=o.seed),
                "SSD entropy MIA: balanced logistic regression, D_r vs test; share of D_f predicted member",

@@ -47,16 +47,18 @@ def memorization_accuracy(logits: torch.Tensor, tokens: torch.Tensor, mask: torc
 
 
 def extraction_strength(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """[B] Carlini et al.'s extraction strength 1 − k/T, with k the shortest prefix from which greedy
-    decoding reproduces the rest of the sequence exactly (k = T when even the last token is missed)."""
+    """[B] Carlini et al.'s extraction strength 1 − k/S over the S *scored* tokens (the answer when a
+    prompt is masked out, else every token after the first), with k the shortest part of that span
+    that must be given before greedy decoding reproduces the rest exactly: 1 when every scored token
+    is right, 1 − 1/S when only the first is missed, 0 when the last is missed. This is
+    OpenUnlearning's ``extraction_strength`` (k counted within the labels), except that there a miss
+    of the very last token leaves k = S − 1 (its loop never breaks), giving 1/S instead of 0."""
     correct = token_correct(logits, tokens, mask)
     _, _, valid = _targets(logits, tokens, mask)
     wrong = valid & ~correct  # [B, T−1]; position j predicts token j + 1
-    length = valid.sum(1) + 1
-    idx = torch.arange(wrong.shape[1], device=wrong.device).expand_as(wrong)
-    last_wrong = torch.where(wrong, idx, torch.full_like(idx, -1)).max(1).values  # -1: all right
-    k = (last_wrong + 2).clamp_min(1)  # the prefix must reach past the last miss
-    return 1 - k.float() / length.float()
+    rank = valid.long().cumsum(1)  # 1-based position of each scored token within the scored span
+    k = torch.where(wrong, rank, torch.zeros_like(rank)).max(1).values  # scored tokens up to the last miss
+    return 1 - k.float() / valid.sum(1).clamp_min(1).float()
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None
@@ -78,14 +80,15 @@ def _lowest_k_mean(values: torch.Tensor, valid: torch.Tensor, k: float) -> torch
         raise ValueError(f"k must be in (0, 1], got {k}")
     filled = torch.where(valid, values, torch.full_like(values, math.inf))
     ordered = filled.sort(1).values
-    n = (valid.sum(1).float() * k).ceil().clamp_min(1).long()
+    n = (valid.sum(1).float() * k).floor().clamp_min(1).long()  # int(k·n), at least 1 (Shi et al.)
     take = torch.arange(values.shape[1], device=values.device)[None] < n[:, None]
     return (torch.where(take, ordered, torch.zeros_like(ordered))).sum(1) / n
 
 
 def min_k_percent(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None,
                   k: float = 0.2) -> torch.Tensor:
-    """[B] Min-K% Prob (Shi et al. 2023): −mean of the k share of lowest token log-probs (higher = unseen)."""
+    """[B] Min-K% Prob (Shi et al. 2023): −mean of the int(k·n) (at least 1) lowest token log-probs,
+    as in Shi et al.'s and OpenUnlearning's code (higher = unseen)."""
     logp, valid = token_logprobs(logits, tokens, mask)
     return -_lowest_k_mean(logp, valid, k)
 

@@ -18,17 +18,23 @@ def _np(a: ArrayLike) -> np.ndarray:
 
 
 def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Subsample the larger of two samples (rows) to the size of the smaller."""
+    """Subsample the larger of two samples (rows) to the size of the smaller; the smaller keeps its order."""
     n = min(len(a), len(b))
-    return a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)]
+
+    def cut(x: np.ndarray) -> np.ndarray:
+        return x[rng.choice(len(x), n, replace=False)] if len(x) > n else x
+
+    return cut(a), cut(b)
 
 
 def loss_mia(forget_losses: ArrayLike, test_losses: ArrayLike, *, n_splits: int = 10, seed: int = 0) -> float:
-    """The NeurIPS 2023 starting-kit "simple MIA" (reference §4.5).
+    """The NeurIPS 2023 starting-kit ``simple_mia`` (reference §4.5; ``unlearning-CIFAR10.ipynb``).
 
-    A logistic regression on the per-example cross-entropy tells forget (member, 1) from test
-    (non-member, 0) examples, classes balanced by subsampling the larger set; returns the mean
-    10-split ``StratifiedShuffleSplit`` accuracy. Ideal: the oracle's value, ~0.5.
+    A default ``LogisticRegression`` on the per-example cross-entropy tells forget (member, 1) from
+    test (non-member, 0) examples, stacked test-first as the kit does, the larger set subsampled to
+    the smaller; returns the mean accuracy over a 10-split ``StratifiedShuffleSplit`` with the kit's
+    default test size (10%). Below 20 examples the test fold is widened to 2 so that it holds a member
+    and a non-member (the kit's sets never are that small). Ideal: the oracle's value, ~0.5.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
@@ -37,9 +43,9 @@ def loss_mia(forget_losses: ArrayLike, test_losses: ArrayLike, *, n_splits: int 
     f, t = _balanced(_np(forget_losses), _np(test_losses), rng)
     if len(f) < 2:
         raise ValueError("loss_mia needs at least 2 forget and 2 test examples")
-    x = np.concatenate([f, t])[:, None]
-    y = np.r_[np.ones(len(f)), np.zeros(len(t))]
-    cv = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.3 if len(x) >= 20 else 0.5, random_state=seed)
+    x = np.concatenate([t, f])[:, None]
+    y = np.r_[np.zeros(len(t)), np.ones(len(f))]
+    cv = StratifiedShuffleSplit(n_splits=n_splits, test_size=max(0.1, 2 / len(x)), random_state=seed)
     return float(cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy").mean())
 
 
@@ -75,18 +81,42 @@ def mia_efficacy(
     retain: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
     forget: tuple[torch.Tensor, torch.Tensor],
-    *,
-    features: tuple[str, ...] = ("confidence",),
-    seed: int = 0,
 ) -> float:
-    """SalUn / ℓ1-sparse / RUM "MIA-efficacy" (``evaluation/SVC_MIA.py``; reference §5.3).
+    """SalUn / ℓ1-sparse / RUM "MIA-efficacy", computed exactly as SalUn's code does (reference §5.3;
+    ``Classification/evaluation/SVC_MIA.py`` ``SVC_MIA(...)["confidence"]`` as called by ``main_forget.py``).
 
-    An RBF SVC (C=3) learns members = a D_r sample of |D_t| examples (label 1) vs D_t (label 0) on
-    the given features, then predicts D_f; returns the fraction of D_f predicted *non-member*
-    (TN/|D_f|), in [0, 1]. Each argument is a (logits, labels) pair. The papers report the
-    ``confidence`` feature; ``features=FEATURES`` uses all five at once (standardised).
+    Feature: the float32 softmax probability of the true label, *unscaled* (with ``gamma="auto"`` the
+    RBF width is 1/n_features, so any rescaling changes the attack). Shadow members: the first |D_t|
+    rows of D_r in dataset order (label 1); non-members: D_t (label 0). ``SVC(C=3, gamma="auto",
+    kernel="rbf")`` then predicts D_f; returns the share predicted non-member (TN/|D_f|), in [0, 1].
+    Each argument is a (logits, labels) pair in dataset order. Deterministic (no sampling).
     Ideal: the oracle's value (SalUn CIFAR-10: 12.9% random, 100% class-wise).
     """
+    from sklearn.svm import SVC
+
+    def confidence(pair: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+        logits, labels = pair
+        return F.softmax(logits.detach().cpu().float(), -1).gather(1, labels.cpu()[:, None]).numpy()
+
+    shadow_in, shadow_out, target = confidence(retain)[: len(test[1])], confidence(test), confidence(forget)
+    x = np.concatenate([shadow_in, shadow_out])
+    y = np.concatenate([np.ones(len(shadow_in)), np.zeros(len(shadow_out))])
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
+    return float(1 - clf.predict(target).mean())
+
+
+def svc_mia(
+    retain: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    forget: tuple[torch.Tensor, torch.Tensor],
+    *,
+    features: tuple[str, ...] = FEATURES,
+    seed: int = 0,
+) -> float:
+    """obliviate's multi-feature variant of MIA-efficacy (not a paper's number): the same RBF SVC
+    (C=3) on several :func:`attack_features` at once, standardised so that no feature's scale sets
+    the kernel width, with members a seeded random |D_t|-sample of D_r rather than its first rows.
+    Returns the share of D_f predicted non-member. Ideal: the oracle's value."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
