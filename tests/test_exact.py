@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 
@@ -13,6 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 import obliviate as ob
 from obliviate.exact import SISA, CertifiedLogistic, slice_epochs
+from obliviate.exact.certified import _loss_grad
+from obliviate.exact.sisa import _train_stages
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +37,41 @@ def test_slice_schedule_matches_the_sisa_code():
 
 
 def test_sisa_delete_is_exactly_a_fresh_fit_without_the_ids(small, sisa_recipe, digits):
+    """``delete`` equals training each shard on an explicitly built id list: the pre-deletion slices
+    with the ids filtered out by hand (no ``_drop``), every stage from scratch."""
     sisa = SISA(sisa_recipe, shards=3, slices=3, seed=0).fit(small)
+    members = copy.deepcopy(sisa.members)
+    assert sorted(i for shard in members for part in shard for i in part) == list(range(len(small)))
     before = [[{k: v.clone() for k, v in c["model"].items()} for c in shard] for shard in sisa.checkpoints]
     ids = [3, 250, 251]
-    shard_of = {i: tuple(int(v) for v in sisa.assign[i]) for i in ids}
-    res = sisa.delete(ids)
-    first = {}
-    for s, r in shard_of.values():
+    where = {i: next((s, r) for s, shard in enumerate(members) for r, part in enumerate(shard) if i in part)
+             for i in ids}
+    first: dict[int, int] = {}
+    for s, r in where.values():
         first[s] = min(first.get(s, r), r)
+    res = sisa.delete(ids)
     assert res.retrained == dict(sorted(first.items())) and res.removed == 3 and res.seconds > 0
-    for s in range(3):  # untouched shards and the slices before the deleted ones keep their checkpoints
+    explicit = [[[i for i in part if i not in ids] for part in shard] for shard in members]
+    assert sisa.members == explicit  # the ids left their slices, no other id moved
+    assert all(sisa.assign[i][0] == -1 for i in ids) and sisa.deleted == set(ids)
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    for s in range(3):
         upto = first.get(s, 3)
-        for r in range(upto):
-            assert all(torch.equal(before[s][r][k], v) for k, v in sisa.checkpoints[s][r]["model"].items())
+        # untouched shards and the slices before the deleted ones keep their checkpoints ...
+        assert all(same(before[s][r], sisa.checkpoints[s][r]["model"]) for r in range(upto))
+        # ... every retrained stage changed ...
+        assert not any(same(before[s][r], sisa.checkpoints[s][r]["model"]) for r in range(upto, 3))
+        if s in first:  # ... into what a shard trained from scratch on the explicit lists gives
+            states = _train_stages(dict(sisa._job(s, 0), slices=explicit[s]))
+            assert all(same(states[r]["model"], sisa.checkpoints[s][r]["model"]) for r in range(3))
+    assert first.keys() != set(range(3))  # the test covers an untouched shard too
     fresh = SISA(sisa_recipe, shards=3, slices=3, seed=0).fit(small, exclude=ids)
+    assert fresh.members == explicit
     assert torch.equal(sisa.predict_proba(digits.test), fresh.predict_proba(digits.test))
     assert (sisa.predict(digits.test) == digits.test.y).float().mean() > 0.85
-    assert all(sisa.assign[i][0] == -1 for i in ids)
 
 
 def test_sisa_rejects_bad_deletions(small, sisa_recipe):
@@ -120,26 +141,50 @@ def test_certified_removal_stays_under_its_residual_bound(cancer):
     exact.w = [exact.w[0]]
     from scipy.optimize import minimize
 
-    from obliviate.exact.certified import _loss_grad
-
     t = exact._targets(exact.y[exact.alive])[0]
     ref = minimize(_loss_grad, m.w[0], args=(exact.x[exact.alive], t, 1e-3, m.b[0]), jac=True, method="L-BFGS-B",
                    options={"gtol": 1e-12, "maxiter": 2000}).x
     assert np.linalg.norm(m.w[0] - ref) < 1e-3 * np.linalg.norm(ref)
 
 
-def test_spent_budget_retrains_with_fresh_noise(cancer):
+def test_certified_is_read_off_the_bound_and_a_spent_budget_refits(cancer):
+    """Single removals spend the budget σε/c: each is certified while the accumulated bound
+    γ·‖X‖₂·‖Δw‖·‖XΔw‖ (recomputed here) stays within it. The one that overspends is not certified:
+    its Newton step is discarded and the model refits on the remaining rows with fresh noise."""
     x, y = cancer
-    m = CertifiedLogistic(lam=1e-3, sigma=0.01, eps=0.1, seed=0).fit(x, y)  # a tiny budget
-    b0 = m.b[0].copy()
-    r = m.remove(np.arange(20))
-    assert r.retrained and r.budget_left == 1.0 and m.retrains == 1
-    assert not np.allclose(m.b[0], b0)  # fresh noise
-    assert m.alive.sum() == len(y) - 20
+    m = CertifiedLogistic(lam=1e-3, sigma=1.0, eps=1.0, delta=1e-4, seed=0).fit(x, y)
+    budget = 1.0 * 1.0 / np.sqrt(2 * np.log(1.5 / 1e-4))
+    spent, certified = 0.0, 0
+    for i in range(len(y)):
+        w0, b0 = m.w[0].copy(), m.b[0].copy()
+        r = m.remove([i])
+        if r.retrained:
+            break
+        step, rest = m.w[0] - w0, m.x[m.alive]
+        bound = 0.25 * np.linalg.norm(rest, 2) * np.linalg.norm(step) * np.linalg.norm(rest @ step)
+        spent += bound
+        assert r.residual_bound == pytest.approx(bound, rel=1e-9) and r.accumulated_bound == pytest.approx(spent)
+        assert r.certified and spent <= budget and r.budget_left == pytest.approx(1 - spent / budget)
+        certified += 1
+    assert certified >= 3  # the budget covered a few Newton steps before it ran out
+    assert not r.certified and spent + r.residual_bound > budget
+    assert r.accumulated_bound == pytest.approx(spent + r.residual_bound)
+    assert r.budget_left == 1.0 and m.retrains == 1 and not np.allclose(m.b[0], b0)  # fresh noise, full budget
+    # the released model is a fresh fit: the exact minimiser of the new objective on the remaining rows only
+    assert m.alive.sum() == len(y) - certified - 1 and not m.alive[: certified + 1].any()
+    t = m._targets(m.y[m.alive])[0]
+    assert np.linalg.norm(_loss_grad(m.w[0], m.x[m.alive], t, 1e-3, m.b[0])[1]) < 1e-8
     with pytest.raises(ValueError, match="already removed"):
-        m.remove([3])
+        m.remove([0])
     with pytest.raises(ValueError, match="out of range"):
         m.remove([len(y)])
+
+
+def test_a_batch_over_a_tiny_budget_is_not_certified(cancer):
+    x, y = cancer
+    m = CertifiedLogistic(lam=1e-3, sigma=0.01, eps=0.1, seed=0).fit(x, y)
+    r = m.remove(np.arange(20))
+    assert not r.certified and r.retrained and r.budget_left == 1.0 and m.retrains == 1
 
 
 def test_certified_multiclass_one_vs_rest():

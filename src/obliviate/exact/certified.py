@@ -28,13 +28,20 @@ GAMMA = 0.25
 
 @dataclass
 class Removal:
-    """What one ``remove`` did: is the released model certified, and how much budget is left."""
+    """What one ``remove`` did: was the Newton step certified, and how much budget is left.
+
+    ``certified`` is computed from the bound: the accumulated residual bound of every one-vs-rest
+    model is finite and at most the budget σε′/c, so the Newton-step model is (ε, δ)-indistinguishable
+    from a retrain and is released. Otherwise ``certified`` is False, the step is discarded and the
+    model retrains from scratch on the remaining rows with fresh noise (``retrained``): the released
+    model is then a fresh fit, exact rather than certified.
+    """
 
     certified: bool
     retrained: bool
     removed: int
     residual_bound: float  # the data-dependent bound added by this removal (max over one-vs-rest models)
-    accumulated_bound: float  # the bound on the released model's residual: this removal's plus the earlier ones'
+    accumulated_bound: float  # the Newton step's bound, before any retrain: this removal's plus the earlier ones'
     gradient_residual: float  # the actual ‖∇L(w⁻; D′)‖ before any retrain (max over models): <= accumulated_bound
     budget_left: float  # fraction of the (ε, δ) budget left, in [0, 1]
     seconds: float
@@ -73,7 +80,7 @@ class CertifiedLogistic:
         x = np.asarray(x, dtype=np.float64) / self.scale
         return np.hstack([x, np.full((len(x), 1), self.intercept_scale)]) if self.fit_intercept else x
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "CertifiedLogistic":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> CertifiedLogistic:
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y)
         if x.ndim != 2 or len(x) != len(y):
             raise ValueError(f"X must be [n, d] with one label per row; got {x.shape} and {y.shape}")
@@ -144,12 +151,13 @@ class CertifiedLogistic:
             residuals.append(np.linalg.norm(_loss_grad(self.w[j], x_rem, t[self.alive], self.lam, self.b[j])[1]))
             self.spent[j] += bounds[-1]
         accumulated = float(self.spent.max())
-        retrained = bool((self.spent > self.budget).any())
-        if retrained:  # budget spent: the Newton step can no longer be hidden by b; start over
+        certified = bool(np.all(self.spent <= self.budget))  # False for a non-finite bound too
+        if not certified:  # budget spent: the Newton step can no longer be hidden by b; start over
             self.retrains += 1
             self._train()
-        return Removal(certified=True, retrained=retrained, removed=len(ids), residual_bound=float(max(bounds)),
-                       accumulated_bound=accumulated, gradient_residual=float(max(residuals)),
+        return Removal(certified=certified, retrained=not certified, removed=len(ids),
+                       residual_bound=float(max(bounds)), accumulated_bound=accumulated,
+                       gradient_residual=float(max(residuals)),
                        budget_left=float(max(0.0, 1 - self.spent.max() / self.budget)),
                        seconds=time.perf_counter() - start)
 
@@ -170,7 +178,7 @@ class CertifiedLogistic:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "CertifiedLogistic":
+    def load(cls, path: str | Path) -> CertifiedLogistic:
         with np.load(Path(path), allow_pickle=False) as z:
             sc = dict(zip(cls._SCALARS, z["scalars"].tolist()))
             m = cls(sc["lam"], sc["sigma"], sc["eps"], sc["delta"], int(sc["seed"]), bool(sc["fit_intercept"]))

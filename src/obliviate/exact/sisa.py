@@ -151,7 +151,7 @@ class SISA:
             s, r = job["shard"], job["start"]
             self.checkpoints[s][r:] = states
 
-    def fit(self, dataset: Dataset, exclude: Any = None) -> "SISA":
+    def fit(self, dataset: Dataset, exclude: Any = None) -> SISA:
         """Partition all ids, drop ``exclude`` from their slices, train every shard slice by slice."""
         start = time.perf_counter()
         self.n, self.dataset = len(dataset), dataset
@@ -221,7 +221,7 @@ class SISA:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, dataset: Dataset | None = None) -> "SISA":
+    def load(cls, folder: str | Path, dataset: Dataset | None = None) -> SISA:
         """Reload a saved ensemble; pass the training ``dataset`` to keep deleting (checked by fingerprint)."""
         from ..io import load_state, read_json
 
