@@ -183,7 +183,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     data = load(args.dataset, args.train_size)
     recipe = ob.Recipe.default_for(data).replace(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
-    methods = args.methods.split(",") if args.methods else [m for m in ob.methods.available() if m != "retrain"]
+    methods = args.methods.split(",") if args.methods else [m for m in ob.methods.available("classification") if m != "retrain"]
     start = time.perf_counter()
     df = pd.concat([run_forget(args, data, recipe, f, methods, out) for f in args.forget.split(",")])
     text = summary(df) + "\n\n" + "\n".join(pattern(df)) + "\n"
