@@ -135,7 +135,7 @@ def test_stopping_rules_aggregate_leaves_outliers_sequence_does_not():
     tok, model, data, held, split = _setup()
     gamma = 0.5
     agg = run("ga", stop="aggregate", gamma=gamma, lr=1e-3, max_steps=60)
-    seq = run("sga", gamma=gamma, lr=1e-3, max_steps=60)
+    seq = run("sga", stop="sequence", gamma=gamma, lr=1e-3, max_steps=60, grad_clip=1.0)
     forget = split.forget_set(data)
     ma_agg, ma_seq = lme.sequence_scores(agg.model, forget).ma, lme.sequence_scores(seq.model, forget).ma
     assert ma_agg.mean() <= gamma and agg.history[-1]["stopped_by_rule"]
@@ -144,11 +144,126 @@ def test_stopping_rules_aggregate_leaves_outliers_sequence_does_not():
     assert seq.history[-1]["final_ma_max"] == pytest.approx(float(ma_seq.max()), abs=1e-6)
 
 
-def test_sga_only_ascends_on_sequences_still_above_gamma():
-    res = run("sga", gamma=0.5, lr=1e-3, max_steps=60)
+def test_sga_per_sequence_option_only_ascends_on_sequences_still_above_gamma():
+    res = run("sga", stop="sequence", gamma=0.5, lr=1e-3, max_steps=60, grad_clip=1.0)
     steps = [h for h in res.history if "forget_active" in h]
     assert steps[0]["forget_active"] == 5
     assert all(h["forget_active"] == h["above_gamma"] or h["step"] == 0 for h in steps[1:] if "forget_loss" in h)
+
+
+def test_sga_and_tau_defaults_are_the_released_configs_and_stop_sequence_is_ours():
+    # experiments/configs/{sga,tau}_config: lr 5e-5, batch 8, mem_threshold 0.70, ma_threshold 0.33,
+    # 150 epochs; tau also first_threshold 0.5, first_coef -1
+    for name in ("sga", "tau"):
+        p = ob.methods.get(name)().params
+        assert (p.lr, p.batch_size, p.max_epochs, p.max_steps, p.grad_clip) == (5e-5, 8, 150, None, None)
+        assert (p.stop, p.gamma, p.mem_threshold, p.refresh) == ("aggregate", 0.33, 0.70, "epoch")
+    tau = ob.methods.get("tau")().params
+    assert (tau.order, tau.first_threshold, tau.first_coef) == ("released", 0.5, -1.0)
+    ours = ob.methods.get("sga")(stop="sequence").params
+    assert (ours.gamma, ours.mem_threshold, ours.refresh, ours.selective) == (None, None, "step", True)
+    assert ob.methods.get("tau")(order="ta-sga").params.mem_threshold is None
+
+
+class _Spy:
+    """Records, per step, which forget rows the loss gradient reaches and every row's MA at the start
+    of the step's epoch, measured independently of the loop (``sequence_scores`` on the live model)."""
+
+    def __init__(self, per_epoch: int):
+        self.per_epoch, self.calls, self.epoch_ma, self.steps = per_epoch, 0, None, []
+
+    def record(self, model, logits, batch, rows, per_seq, ctx):
+        if self.calls % self.per_epoch == 0:  # no update yet this epoch: the weights the refresh scored
+            self.epoch_ma = torch.tensor(lme.sequence_scores(model, ctx.forget).ma)
+        self.calls += 1
+        step = {"rows": rows.tolist(), "epoch_ma": self.epoch_ma[rows], "step_ma": ctx.task.correct(logits, batch)}
+        per_seq.register_hook(lambda g: step.__setitem__("used", (g != 0).tolist()))
+        self.steps.append(step)
+
+
+def _spied(base, per_epoch):
+    spy = _Spy(per_epoch)
+
+    class Spied(base):
+        def forget_losses(self, model, logits, batch, rows, ctx):
+            per_seq = super().forget_losses(model, logits, batch, rows, ctx)
+            spy.record(model, logits.detach(), batch, rows, per_seq, ctx)
+            return per_seq
+
+        def finish(self, model, ctx):
+            spy.theta = {k: v.detach().clone() for k, v in model.named_parameters()}
+            spy.switched = getattr(self, "switched", None)
+            return super().finish(model, ctx)
+
+    return Spied, spy
+
+
+def _released_choice(ma, thr):
+    chosen = ma >= thr
+    chosen[int(np.argmax(ma.numpy()))] = True  # first of the most memorized
+    return chosen.tolist()
+
+
+def test_sga_ascends_on_rows_above_mem_threshold_plus_each_batchs_most_memorized_scored_once_per_epoch():
+    from obliviate.methods.sga import SGA
+
+    tok, model, data, _, split = _setup()
+    cls, spy = _spied(SGA, per_epoch=3)  # 5 forget rows in batches of 2
+    ob.unlearn(model, data, split, cls(batch_size=2, mem_threshold=0.86, lr=1e-3, max_epochs=8), task=CausalLMTask(tok),
+               progress=False)
+    assert len(spy.steps) == 24
+    left_out = argmax_only = per_step_differs = 0
+    for st in spy.steps:
+        assert st["used"] == _released_choice(st["epoch_ma"], 0.86), st
+        left_out += not all(st["used"])
+        argmax_only += sum(st["used"]) == 1 and bool((st["epoch_ma"] < 0.86).all())
+        per_step_differs += _released_choice(st["step_ma"], 0.86) != st["used"]
+    # the cases exist: rows are left out, a batch with nothing above the threshold still ascends on its
+    # most memorized row, and selecting from each step's own scores would have chosen differently
+    assert left_out and argmax_only and per_step_differs
+
+
+def test_sga_stops_at_the_first_epoch_whose_mean_ma_is_below_the_threshold():
+    res = run("sga", gamma=0.63, batch_size=2, lr=1e-3)
+    epochs = [h["forget_ma_mean"] for h in res.history if "epoch" in h]
+    final = res.history[-1]
+    assert final["stopped_by_rule"] and final["steps"] == 3 * len(epochs)  # checked at epoch ends only
+    assert len(epochs) > 1 and epochs[-1] < 0.63 and all(m >= 0.63 for m in epochs[:-1])
+    assert final["final_ma_mean"] == pytest.approx(epochs[-1], abs=1e-6)
+    assert final["final_ma_max"] > 0.63  # the aggregate rule: outliers stay above it
+
+
+def test_tau_switches_from_selective_ascent_to_task_arithmetic_below_first_threshold():
+    from obliviate.methods.tau import TAU
+
+    tok, model, data, _, split = _setup()
+    cls, spy = _spied(TAU, per_epoch=1)  # 5 forget rows, batches of 8: one step per epoch
+    res = ob.unlearn(model, data, split, cls(lr=1e-3), task=CausalLMTask(tok), progress=False)
+    h = res.history
+    switch = next(i for i, r in enumerate(h) if "switch" in r)  # logged by the refresh of the epoch after it
+    epochs_before = [r["forget_ma_mean"] for r in h[:switch + 2] if "epoch" in r]
+    assert epochs_before[-1] == h[switch]["forget_ma_mean"] < 0.5 and all(m >= 0.5 for m in epochs_before[:-1])
+    steps = [r for r in h if "forget_loss" in r]
+    before, after = steps[:len(epochs_before)], steps[len(epochs_before):]
+    assert before and after
+    assert all(r["forget_loss"] < 0 for r in before)  # ascent on −NLL, selective
+    assert all(r["forget_loss"] > 0 and r["forget_active"] == 5 for r in after)  # descent on every row
+    # the ascent phase is SGA as released, step for step
+    sga = run("sga", lr=1e-3, max_epochs=len(epochs_before))
+    assert [r["forget_ma_mean"] for r in sga.history if "epoch" in r] == pytest.approx(epochs_before, abs=1e-6)
+    # returned: θ_s − (θ_ft − θ_s), the model the stopping rule scored (mean MA < 0.33), not θ_ft
+    theta_s, theta_ft = spy.switched, spy.theta
+    for k, v in res.model.named_parameters():
+        assert torch.allclose(v, 2 * theta_s[k] - theta_ft[k], atol=1e-6), k
+    final = h[-1]
+    assert final["stopped_by_rule"] and final["final_ma_mean"] < 0.33
+    assert final["final_ma_mean"] == pytest.approx([r for r in h if "epoch" in r][-1]["forget_ma_mean"], abs=1e-6)
+    forget = split.forget_set(data)
+    ft = ob.methods.base.frozen_copy(res.model)
+    with torch.no_grad():
+        for k, v in ft.named_parameters():
+            v.copy_(theta_ft[k])
+    assert lme.sequence_scores(ft, forget).ma.mean() > 0.33
 
 
 def test_task_vector_picks_the_smallest_lambda_meeting_the_rule():
@@ -176,7 +291,7 @@ def test_idk_teaches_the_refusal_and_rmu_updates_only_its_parameter_subset():
 def test_bad_input_gets_clear_errors():
     tok, model, data, held, split = _setup()
     with pytest.raises(ValueError, match="threshold"):
-        ob.unlearn(model, data, split, "sga", task=CausalLMTask(tok), progress=False)  # no val, no gamma
+        ob.unlearn(model, data, split, "sga", stop="sequence", task=CausalLMTask(tok), progress=False)  # no val
     with pytest.raises(ValueError, match="written for"):
         ob.unlearn(model, data, split, "scrub", progress=False)
     with pytest.raises(ValueError, match="stop must be"):
@@ -248,7 +363,7 @@ def test_tau_keeps_the_original_gamma_across_its_stages():
     """γ is the *original*'s unseen-text level: TAU's SGA stage must not recalibrate it on the
     task-arithmetic model (whose held-out scores are lower)."""
     tok, model, data, held, split = _setup()
-    res = run("tau", gamma_stat="max", ft_steps=3, max_steps=5)
+    res = run("tau", order="ta-sga", gamma_stat="max", ft_steps=3, max_steps=5)
     assert res.history[-1]["gamma"] == pytest.approx(float(lme.sequence_scores(model, held).ma.max()), abs=1e-6)
 
 

@@ -5,26 +5,35 @@ the optimiser (Adam β = (0.9, 0.98), Jang et al.), the forget batches (the whol
 step by default: Jang found fewer updates preserve utility), the retain term
 ``L = γ_f · L_forget + α · L_retain`` (OpenUnlearning's convention), and the stopping rule:
 
-* ``stop="aggregate"`` (Jang et al.): stop once the forget set's *mean* memorization g = MA is
-  at most γ;
-* ``stop="sequence"`` (Barbulescu & Triantafillou): stop once *every* forget sequence is at most γ,
-  i.e. c(D_f) = 0;
-* ``stop="none"``: run ``max_steps``.
+* ``stop="aggregate"`` (Jang et al.; the released SGA/TAU code too): stop once the forget set's
+  *mean* memorization g = MA is at most γ;
+* ``stop="sequence"``: stop once *every* forget sequence is at most γ, i.e. c(D_f) = 0, the
+  per-sequence criterion Barbulescu & Triantafillou evaluate with (obliviate's stopping rule; their
+  code stops on the mean);
+* ``stop="none"``: run to ``max_steps`` / ``max_epochs``.
 
 γ is calibrated on ``ctx.val`` (unseen sequences of the forget set's distribution) at
-``gamma_stat`` (mean, pNN, max), or given as ``gamma``. The check costs nothing extra: MA is read
-off the logits of the step's own forward pass, taken in eval mode (no dropout) so it equals the
-evaluated score; a step whose check passes applies no update. With forget batches smaller than the
-set, scores of rows not in the batch are from earlier steps, so a passing check is confirmed by one
-no-grad pass over the whole forget set before stopping.
+``gamma_stat`` (mean, pNN, max), or given as ``gamma``. Which forget rows a step uses: all of them,
+those still above γ (``selective``), or, with ``mem_threshold``, those whose MA is at least that
+plus the batch's most memorized row (the released SGA code's rule, see ``sga.py``).
+
+When the per-sequence MA is refreshed and the rule checked (``refresh``):
+
+* ``"step"``: MA is read off the logits of the step's own forward pass, taken in eval mode (no
+  dropout) so it equals the evaluated score; it costs nothing, and a step whose check passes applies
+  no update. With forget batches smaller than the set, scores of rows not in the batch are from
+  earlier steps, so a passing check is confirmed by one no-grad pass over the whole set first;
+* ``"epoch"``: one no-grad pass over the whole forget set before the first step and after every
+  pass through it (the released SGA/TAU code's validation epoch, Jang et al.'s too); selection reads
+  these scores until the next refresh. The default when ``mem_threshold`` is set.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -36,6 +45,7 @@ from .common import step
 
 STOPS = ("aggregate", "sequence", "none")
 RETAINS = ("nll", "kl")
+REFRESHES = ("step", "epoch")
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,10 @@ class LMParams(Params):
     """Shared by every loop-driven LM method; method classes override the defaults."""
 
     lr: float = 1e-3
-    max_steps: int = 100
+    #: the run ends after max_steps optimiser steps or max_epochs passes through D_f, whichever
+    #: comes first (None: no bound of that kind)
+    max_steps: int | None = 100
+    max_epochs: int | None = None
     #: forget rows per step; None = the whole forget set (Jang et al.'s effective batch)
     batch_size: int | None = None
     retain_batch_size: int = 32
@@ -52,8 +65,12 @@ class LMParams(Params):
     alpha: float = 0.0
     retain: str = "nll"
     stop: str = "sequence"
-    #: step only on the forget sequences still above γ (SGA's selection; works with any forget loss)
+    #: step only on the forget sequences still above γ (works with any forget loss)
     selective: bool = False
+    #: step only on the rows whose MA is >= this, plus the batch's most memorized (the released SGA rule)
+    mem_threshold: float | None = None
+    #: when MA is refreshed and the rule checked: "step" or "epoch"; None: "epoch" with mem_threshold, else "step"
+    refresh: str | None = None
     gamma: float | None = None
     gamma_stat: str = "mean"
     grad_clip: float | None = 1.0
@@ -67,10 +84,19 @@ class LMParams(Params):
             raise ValueError(f"stop must be one of {STOPS}, got {self.stop!r}")
         if self.retain not in RETAINS:
             raise ValueError(f"retain must be one of {RETAINS}, got {self.retain!r}")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        for k in ("max_steps", "max_epochs"):
+            if getattr(self, k) is not None and getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1 or None, got {getattr(self, k)}")
+        if self.max_steps is None and self.max_epochs is None:
+            raise ValueError("set max_steps or max_epochs (or both)")
         if self.alpha < 0 or self.forget_weight < 0:
             raise ValueError("alpha and forget_weight must be >= 0")
+        if self.mem_threshold is not None and not 0 <= self.mem_threshold <= 1:
+            raise ValueError(f"mem_threshold must be in [0, 1], got {self.mem_threshold}")
+        if self.refresh is None:  # recorded resolved, so a result's params say what ran
+            object.__setattr__(self, "refresh", "epoch" if self.mem_threshold is not None else "step")
+        if self.refresh not in REFRESHES:
+            raise ValueError(f"refresh must be one of {REFRESHES}, got {self.refresh!r}")
 
 
 def threshold(ctx: Context, p: LMParams) -> float | None:
@@ -121,8 +147,7 @@ def stop_met(scores: torch.Tensor, gamma: float, rule: str) -> bool:
 
 class LMMethod(Method):
     """Base of the loop-driven methods: subclasses define :meth:`forget_losses` (per sequence, to
-    minimise) and may override :meth:`setup`. With ``selective=True`` (SGA's default) a step uses
-    only the forget sequences still above γ."""
+    minimise) and may override :meth:`setup`, :meth:`active`, :meth:`forget_scores` and :meth:`finish`."""
 
     Params = LMParams
     modalities = frozenset({"classification", "lm"})
@@ -137,6 +162,25 @@ class LMMethod(Method):
     def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
                       ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def active(self, scores: torch.Tensor) -> torch.Tensor:
+        """[B] which rows of the batch the step uses, from their current MA ``scores``."""
+        p: LMParams = self.params  # type: ignore[assignment]
+        if p.mem_threshold is not None:
+            chosen = scores >= p.mem_threshold
+            chosen[scores.argmax()] = True  # the first of the batch's most memorized rows
+            return chosen
+        if p.selective and self.gamma is not None:
+            return scores > self.gamma
+        return torch.ones_like(scores, dtype=torch.bool)
+
+    def forget_scores(self, model: nn.Module, ctx: Context) -> torch.Tensor:
+        """[N] MA of every forget sequence: the per-epoch refresh and the confirmation of a passing check."""
+        return correct_scores(model, ctx.task, ctx.forget, ctx.device)
+
+    def finish(self, model: nn.Module, ctx: Context) -> nn.Module:
+        """The model to return once the loop ends."""
+        return model
 
     def retain_loss(self, model: nn.Module, batch, ctx: Context) -> torch.Tensor:
         """α-weighted term on a retain batch: NLL, or token-level KL(original ‖ model)."""
@@ -156,55 +200,73 @@ class LMMethod(Method):
         opt = torch.optim.Adam(trainable(model, self.param_pattern()), lr=p.lr, betas=(0.9, 0.98), weight_decay=p.weight_decay)
         n = len(ctx.forget)
         bs = n if p.batch_size is None else min(p.batch_size, n)
+        per_epoch = math.ceil(n / bs)
+        max_steps = min(b for b in (p.max_steps, None if p.max_epochs is None else p.max_epochs * per_epoch)
+                        if b is not None)
         forget_iter = cycle(ctx.task, ctx.forget, bs, ctx.generator)
         retain_iter = None
         if p.alpha > 0:
             retain_iter = (weighted(ctx.retain, p.retain_batch_size, ctx.generator) if hasattr(ctx.retain, "weights")
                            else cycle(ctx.task, ctx.retain, p.retain_batch_size, ctx.generator))
-        scores = torch.full((n,), math.inf)
-        bar = progress_bar(p.max_steps, self.name, ctx.progress)
-        stopped = None
+        gamma = self.gamma
+
+        def met(scores: torch.Tensor) -> bool:
+            return gamma is not None and p.stop != "none" and stop_met(scores, gamma, p.stop)
+
+        per_step = p.refresh == "step"
         model.eval()  # no dropout: the free per-sequence check must equal the evaluated score
-        for i in range(p.max_steps):
+        scores = torch.full((n,), math.inf) if per_step else self.forget_scores(model, ctx)
+        steps = 0 if not per_step and met(scores) else max_steps
+        bar = progress_bar(steps, self.name, ctx.progress)
+        stopped = None if steps else 0
+        for i in range(steps):
             rows, batch = next(forget_iter)
             batch = ctx.task.to(batch, ctx.device)
             logits = ctx.task.logits(model, batch)
-            g = ctx.task.correct(logits.detach(), batch).float()
-            scores[rows] = g.cpu()
-            if self.gamma is not None and p.stop != "none" and stop_met(scores, self.gamma, p.stop):
-                if bs < n:
-                    scores = correct_scores(model, ctx.task, ctx.forget, ctx.device)
-                if stop_met(scores, self.gamma, p.stop):
-                    stopped = i
-                    break
-            active = (g > self.gamma) if p.selective and self.gamma is not None else torch.ones_like(g, dtype=torch.bool)
-            row = {"step": i, "forget_ma_mean": float(scores[torch.isfinite(scores)].mean()),
-                   "forget_active": int(active.sum())}
-            if self.gamma is not None:
-                row["above_gamma"] = int((scores[torch.isfinite(scores)] > self.gamma).sum())
-            if not active.any():  # selective: this batch is done, the others may not be
-                ctx.history.append(row)
-                bar.update()
-                continue
-            per_seq = self.forget_losses(model, logits, batch, rows, ctx)
-            loss = p.forget_weight * (per_seq * active).sum() / active.sum()
-            row["forget_loss"] = float(loss.detach())
-            if retain_iter is not None:
-                _, rb = next(retain_iter)
-                r = self.retain_loss(model, ctx.task.to(rb, ctx.device), ctx)
-                row["retain_loss"] = float(r.detach())
-                loss = loss + p.alpha * r
+            if per_step:
+                scores[rows] = ctx.task.correct(logits.detach(), batch).float().cpu()
+                if met(scores):
+                    if bs < n:
+                        scores = self.forget_scores(model, ctx)
+                    if met(scores):
+                        stopped = i
+                        break
+            active = self.active(scores[rows]).to(logits.device)
+            seen = scores[torch.isfinite(scores)]
+            row = {"step": i, "forget_ma_mean": float(seen.mean()), "forget_active": int(active.sum())}
+            if gamma is not None:
+                row["above_gamma"] = int((seen > gamma).sum())
+            loss = None
+            if active.any():  # selective: this batch may be done while the others are not
+                per_seq = self.forget_losses(model, logits, batch, rows, ctx)
+                loss = p.forget_weight * (per_seq * active).sum() / active.sum()
+                row["forget_loss"] = float(loss.detach())
+                if retain_iter is not None:
+                    _, rb = next(retain_iter)
+                    r = self.retain_loss(model, ctx.task.to(rb, ctx.device), ctx)
+                    row["retain_loss"] = float(r.detach())
+                    loss = loss + p.alpha * r
             ctx.history.append(row)
-            step(model, opt, loss, ctx, self.name, p.grad_clip)
+            if loss is not None:
+                step(model, opt, loss, ctx, self.name, p.grad_clip)
             bar.update()
+            if not per_step and (i + 1) % per_epoch == 0:
+                scores = self.forget_scores(model, ctx)
+                ctx.history.append({"epoch": (i + 1) // per_epoch, "forget_ma_mean": float(scores.mean())})
+                if met(scores):
+                    stopped = i + 1
+                    break
         bar.close()
+        model = self.finish(model, ctx)
         final = correct_scores(model, ctx.task, ctx.forget, ctx.device)
-        summary = {"steps": i if stopped is not None else p.max_steps, "stopped_by_rule": stopped is not None,
-                   "gamma": self.gamma, "final_ma_mean": float(final.mean()), "final_ma_max": float(final.max())}
-        if self.gamma is not None:
-            summary["final_above_gamma"] = int((final > self.gamma).sum())
+        summary = {"steps": stopped if stopped is not None else max_steps, "stopped_by_rule": stopped is not None,
+                   "gamma": gamma, "final_ma_mean": float(final.mean()), "final_ma_max": float(final.max())}
+        if gamma is not None:
+            summary["final_above_gamma"] = int((final > gamma).sum())
         ctx.history.append(summary)
-        if stopped is None and p.stop != "none":
-            ctx.notes.append(f"{self.name}: max_steps={p.max_steps} reached before the {p.stop} stopping rule held "
-                             f"({summary.get('final_above_gamma')} forget sequences above γ={self.gamma:.3f})")
+        if stopped is None and gamma is not None and p.stop != "none":
+            bound = f"max_steps={p.max_steps}" if max_steps == p.max_steps else f"max_epochs={p.max_epochs}"
+            ctx.notes.append(f"{self.name}: {bound} reached before the {p.stop} stopping rule held "
+                             f"({summary['final_above_gamma']} forget sequences above γ={gamma:.3f}, "
+                             f"mean MA {summary['final_ma_mean']:.3f})")
         return model

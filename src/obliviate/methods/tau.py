@@ -1,52 +1,114 @@
-"""``tau``: task arithmetic, then selective ascent on the remaining outliers (Barbulescu & Triantafillou 2024)."""
+"""``tau``: selective ascent, then task arithmetic (Barbulescu & Triantafillou, ICML 2024), as released.
+
+Released code: github.com/GeorgeOctavian/selective_unlearning, ``llmu-py/llmu/interfaces/gpt_neo_av.py``
+(``NeoAV``: ``training_step``, the switch in ``validation_epoch_end``, the edit in
+``artm_edit_before_val``) run with ``experiments/configs/tau_config/config_13b_16_0.json``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import torch
 from torch import nn
 
-from .base import Context, Method, register
+from .base import Context, register
 from .lm_common import LMParams, threshold
 from .sga import SGA
-from .task_vector import TaskVector, smallest_lambda, task_vector
+from .task_vector import TaskVector, apply, smallest_lambda, task_vector
+
+ORDERS = ("released", "ta-sga", "sga-ta")
 
 
 @register
-class TAU(Method):
-    """``order="ta-sga"`` (default): negate the task vector with the smallest λ that brings the
-    forget set's *mean* memorization to γ (shifting the whole distribution toward unseen text), then
-    run SGA on the sequences still above γ until c(D_f) = 0. ``order="sga-ta"``: SGA for
-    ``max_steps`` first, then the smallest λ giving c(D_f) = 0.
+class TAU(SGA):
+    """``order="released"`` (default): SGA as released (``sga.py``, same defaults) until the forget
+    set's mean MA, refreshed each epoch, is below ``first_threshold`` (0.5). The weights then, θ_s,
+    are kept and training turns to gradient *descent* on every forget row (same optimiser and
+    batches), re-memorizing D_f: θ − θ_s is a task vector. From then on each refresh scores
+    θ_s + ``first_coef``·(θ − θ_s) (−1: the vector negated); the run stops once that model's mean MA
+    is below 0.33 and returns it. The release restores the fine-tuned θ after every validation, the
+    last one too, but reports the edited model's metrics: the edited model is what is returned here.
 
-    Paper-inspired: the abstract says TAU "combines SGA with task arithmetic to standardize the
-    memorization-score distribution"; the exact ordering is not public (reference A1.3)."""
+    ``order="ta-sga"`` / ``"sga-ta"``: obliviate's pipelines (not in the release), γ calibrated on
+    ``val``: negate a task vector fine-tuned from the original (``ft_steps``, ``ft_lr``) with the
+    smallest λ bringing the forget set's mean MA to γ, then per-sequence SGA until c(D_f) = 0; or
+    per-sequence SGA first, then the smallest λ giving c(D_f) = 0."""
 
     name = "tau"
-    modalities = frozenset({"classification", "lm"})
 
     @dataclass(frozen=True)
-    class Params(LMParams):
-        order: str = "ta-sga"
+    class Params(SGA.Params):
+        order: str = "released"
+        first_threshold: float = 0.5
+        first_coef: float = -1.0
         ft_steps: int = 10
         ft_lr: float = 1e-3
         grid: tuple[float, ...] = TaskVector.Params.grid
         refine: int = 4
 
+        def released(self) -> bool:
+            return self.order == "released" and super().released()
+
         def __post_init__(self) -> None:
             super().__post_init__()
-            if self.order not in ("ta-sga", "sga-ta"):
-                raise ValueError(f"order must be 'ta-sga' or 'sga-ta', got {self.order!r}")
+            if self.order not in ORDERS:
+                raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+            if self.order == "released" and (self.first_coef >= 0 or self.refresh != "epoch"):
+                raise ValueError("order='released' needs first_coef < 0 and refresh='epoch'")
+
+    def setup(self, model: nn.Module, ctx: Context) -> None:
+        self.switched: dict[str, torch.Tensor] | None = None  # θ_s, once ascent gave way to task arithmetic
+
+    def active(self, scores: torch.Tensor) -> torch.Tensor:
+        return super().active(scores) if self.switched is None else torch.ones_like(scores, dtype=torch.bool)
+
+    def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
+                      ) -> torch.Tensor:
+        nll = ctx.task.losses(logits, batch)
+        return -nll if self.switched is None else nll
+
+    @torch.no_grad()
+    def _edit(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Write θ_s + first_coef·(θ − θ_s) into ``model``; returns θ."""
+        theta_s, coef = self.switched, self.params.first_coef  # type: ignore[attr-defined]
+        assert theta_s is not None
+        live = {k: q.detach().clone() for k, q in model.named_parameters() if k in theta_s}
+        apply(model, theta_s, {k: v - theta_s[k] for k, v in live.items()}, -coef)
+        return live
+
+    def forget_scores(self, model: nn.Module, ctx: Context) -> torch.Tensor:
+        if self.switched is None:
+            scores = super().forget_scores(model, ctx)
+            if float(scores.mean()) < self.params.first_threshold:  # type: ignore[attr-defined]
+                self.switched = {k: q.detach().clone() for k, q in model.named_parameters()}
+                ctx.history.append({"switch": "task arithmetic", "forget_ma_mean": float(scores.mean())})
+            return scores
+        live = self._edit(model)
+        try:
+            return super().forget_scores(model, ctx)
+        finally:
+            with torch.no_grad():
+                for k, q in model.named_parameters():
+                    q.copy_(live[k])
+
+    def finish(self, model: nn.Module, ctx: Context) -> nn.Module:
+        if self.switched is not None:
+            self._edit(model)
+        return model
 
     def _sga(self, gamma: float) -> SGA:
         shared = {f.name for f in fields(LMParams)}
         return SGA(**{k: v for k, v in self.param_dict().items() if k in shared} | {"stop": "sequence", "gamma": gamma})
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
-        p = self.params
+        p: TAU.Params = self.params  # type: ignore[assignment]
+        if p.order == "released":
+            return super().run(model, ctx)
         if len(ctx.forget) == 0:
             raise ValueError("the forget set is empty")
         gamma = threshold(ctx, p)
+        assert gamma is not None
         if p.order == "sga-ta":
             model = self._sga(gamma).run(model, ctx)
         tau = task_vector(model, ctx, p.ft_steps, p.ft_lr, p.batch_size)
