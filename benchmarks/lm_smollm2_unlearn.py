@@ -52,7 +52,8 @@ def main() -> None:
 
     result = {"train_seconds": log.seconds, "train_loss": [log.loss[0], log.loss[-1]], "original": judge(model)}
     for name, kw in (("npo", {"gamma_stat": "max", "lr": 1e-3, "max_steps": 30}),
-                     ("sga", {"gamma_stat": "max", "lr": 3e-4, "max_steps": 30})):
+                     ("sga", {"stop": "sequence", "gamma_stat": "max", "lr": 3e-4, "max_steps": 30,
+                              "grad_clip": 1.0})):
         res = ob.unlearn(model, data, split, name, val=held, task=CausalLMTask(tok), progress=False, **kw)
         result[name] = {**judge(res.model), "seconds": res.seconds, "steps": res.history[-1], "notes": res.notes}
     result["seconds"] = time.perf_counter() - start
