@@ -33,9 +33,7 @@ import pandas as pd
 import torch
 
 import obliviate as ob
-
-ORACLE_B_OFFSET = 500
-VAL_ORACLE_SEED = 1000
+from obliviate.evaluation.oracles import floor_seed, validation_seed
 
 
 def load(dataset: str, train_size: int | None, seed: int = 0) -> ob.datasets.Data:
@@ -71,14 +69,14 @@ def run_forget(args: argparse.Namespace, data: ob.datasets.Data, recipe: ob.Reci
         log = {"log_updates": split.forget_ids} if needs_log else {}
         original = ob.train(recipe, data.train, seed=seed, progress=False, **log)
         oracle = ob.unlearn(original, data.train, split, method="retrain", seed=seed, progress=False)
-        oracle_b = ob.unlearn(original, data.train, split, method="retrain", seed=seed + ORACLE_B_OFFSET,
+        oracle_b = ob.unlearn(original, data.train, split, method="retrain", seed=floor_seed(seed),
                               progress=False)
         train_acc = ob.metrics.accuracy(*ob.objectives.ClassificationTask(data.num_classes).predict(original, data.train))
         print(f"[{forget} seed {seed}] original train acc {100 * train_acc:.2f}%, retrain {oracle.seconds:.1f}s",
               flush=True)
         fb = fwd_bwd_seconds(original, split.forget_set(data.train))
         if seed == seeds[0]:
-            val_oracle = ob.train(recipe, split.retain_set(data.train), seed=VAL_ORACLE_SEED, progress=False)
+            val_oracle = ob.train(recipe, split.retain_set(data.train), seed=validation_seed(seed), progress=False)
             for m in methods:
                 saved = out / "tuning" / f"{forget.replace(':', '-')}_{m}.json"
                 if saved.exists() and not args.retune:  # tuning is the slow part: reuse it

@@ -38,13 +38,10 @@ from ..data.splits import ForgetSplit, table_of
 from ..executor import Executor, get_executor
 from ..io import atomic_write_text, read_json, write_json
 from ..methods import get as get_method
+from ..evaluation.oracles import floor_seed, reference_seed, validation_seed
 from ..train.recipe import Recipe
 from .config import BenchConfig, ConfigError, DatasetSpec, ForgetSpec, MethodSpec, load_config
 
-#: oracle B's seed offset from the cell seed (oracle A uses the cell seed itself)
-ORACLE_B_OFFSET = 500
-#: the validation oracle used only for tuning: never one of the evaluation oracles
-VAL_ORACLE_OFFSET = 1000
 #: metrics of timing, which differ between otherwise identical runs
 TIMING_METRICS = ("seconds", "cost_ratio")
 #: how each metric is judged: a metric object's ``higher_is_better`` as a word
@@ -444,7 +441,7 @@ def run(
             manifest["splits"][f"{g.dataset.label}/{g.forget.label}/seed{g.seed}"] = {
                 "hash": split.hash, "kind": split.kind, "n_forget": len(split)}
             base = _digest({"data": g.data_job, "recipe": g.recipe, "split": split.hash})
-            seeds = [g.seed, g.seed + ORACLE_B_OFFSET][: cfg.oracles]
+            seeds = [reference_seed(g.seed), floor_seed(g.seed)][: cfg.oracles]
             paths = []
             for s in seeds:
                 p = str(cache_dir / "models" / f"oracle-{_digest([base, s])}")
@@ -469,9 +466,9 @@ def run(
                 if not m.tune:
                     continue
                 vkey = _digest([_digest({"data": g.data_job, "recipe": g.recipe, "split": g.split_hash}),
-                                g.seed + VAL_ORACLE_OFFSET])
+                                validation_seed(g.seed)])
                 vpath = str(cache_dir / "models" / f"oracle-{vkey}")
-                oracle_jobs.setdefault(vpath, {"data": g.data_job, "recipe": g.recipe, "seed": g.seed + VAL_ORACLE_OFFSET,
+                oracle_jobs.setdefault(vpath, {"data": g.data_job, "recipe": g.recipe, "seed": validation_seed(g.seed),
                                                "split": g.split_path, "original": g.original, "device": dstr,
                                                "path": vpath, "threads": threads})
                 tkey = _digest({"data": g.data_job, "recipe": g.recipe, "split": g.split_hash, "method": m.name,

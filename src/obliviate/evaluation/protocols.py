@@ -20,10 +20,10 @@ from ..train.ensemble import train_ensemble
 from ..train.recipe import Recipe
 from ..utils import progress_bar
 from .evaluate import Report, split_views
+from .oracles import ensemble_seeds
 
-#: Oracles use seeds ORACLE_SEED_OFFSET + i, unlearning runs seeds i: the two families never share a
-#: seed, so retrain-as-the-method is compared with *other* retrains (the estimator's ceiling).
-ORACLE_SEED_OFFSET = 100_000
+# Oracles use ensemble seeds, unlearning runs seeds i: the two families never share a seed, so
+# retrain-as-the-method is compared with *other* retrains (the estimator's ceiling).
 
 
 def neurips23(
@@ -60,7 +60,7 @@ def neurips23(
     forget_y, retain_y, test_y = (labels_of(views[v]) for v in ("forget", "retain", "test"))
 
     start = time.perf_counter()
-    oracle_seeds = [ORACLE_SEED_OFFSET + seed + i for i in range(n_models)]
+    oracle_seeds = ensemble_seeds(seed, n_models)
     ensemble = train_ensemble(recipe, views["retain"], oracle_seeds, device=device, progress=progress)
     oracle_seconds = time.perf_counter() - start
     oracle_conf = logit_scaled_confidence(ensemble.predict(views["forget"]), forget_y)

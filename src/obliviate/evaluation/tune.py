@@ -35,6 +35,7 @@ from ..models.log import training_log
 from ..train import Recipe, train
 from ..utils import progress_bar
 from .evaluate import Report, evaluate
+from .oracles import validation_seed
 
 #: objective name -> (metrics it needs, loss to minimise from a report)
 OBJECTIVES: dict[str, Callable[[Report], float]] = {
@@ -43,9 +44,6 @@ OBJECTIVES: dict[str, Callable[[Report], float]] = {
     "tow_mia": lambda r: -r["tow_mia"],
 }
 _METRICS = ["forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap", "tow", "tow_mia"]
-#: offset between the seed of the validation oracle and the user's seed: evaluation oracles are
-#: usually trained with small seeds, so the one used for selection is a different model.
-ORACLE_SEED_OFFSET = 1000
 
 
 @dataclasses.dataclass
@@ -129,7 +127,7 @@ def tune(
     if original is None:
         original = train(recipe, data.train, seed=seed, device=device, progress=progress)
     if oracle is None:
-        oracle = train(recipe, split.retain_set(data.train), seed=seed + ORACLE_SEED_OFFSET, device=device,
+        oracle = train(recipe, split.retain_set(data.train), seed=validation_seed(seed), device=device,
                        progress=progress)
     selection = dataclasses.replace(data, test=data.val, val=None)  # "test" metrics read the val set
     defaults = dataclasses.asdict(cls(**fixed).params)

@@ -3,7 +3,7 @@ memorizes them, causal-LM training through ``accelerate``, local Hugging Face mo
 and per-sequence evaluation against the oracle. Methods run through ``ob.unlearn`` like any other."""
 
 from .corpus import background_text, encode, extraction_likelihood, lm_logits, tiny_gpt2, train_lm, train_tokenizer
-from .data import TextDataset
+from ..data.text import TextDataset
 from .people import ATTRIBUTES, QA, People, Person
 from .scenario import Scenario, make_scenario
 from .train import LMTrainLog, train

@@ -27,7 +27,7 @@ from ..metrics.lm import (
     zlib_score,
 )
 from ..objectives.causal_lm import CausalLMTask, token_nll
-from .data import TextDataset
+from ..data.text import TextDataset
 
 GAMMA_STATS = ("mean", "p95", "max")
 

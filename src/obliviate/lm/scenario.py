@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.splits import ForgetSplit
 from .corpus import background_text, train_tokenizer
-from .data import TextDataset
+from ..data.text import TextDataset
 from .people import ATTRIBUTES, People, Person
 
 

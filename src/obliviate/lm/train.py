@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..utils import progress_bar
-from .data import TextDataset
+from ..data.text import TextDataset
 
 
 @dataclass

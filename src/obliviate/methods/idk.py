@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..lm.data import TextDataset
+from ..data.text import TextDataset
 from .base import Context, register
 from .lm_common import LMMethod, LMParams
 

@@ -12,7 +12,7 @@ from .classification import task_for as classification_task_for
 def task_for(model: nn.Module, dataset: Dataset) -> Task:
     """The adapter a (model, dataset) pair needs: text rows make a causal-LM task, anything else a
     classification task sized by the model's output width; either is checked against the data."""
-    from ..lm.data import TextDataset
+    from ..data.text import TextDataset
 
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
     if isinstance(base, TextDataset):

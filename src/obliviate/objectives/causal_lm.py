@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..lm.data import TextDataset
+from ..data.text import TextDataset
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
