@@ -5,7 +5,8 @@ Every score is oriented so that **higher = more memorized** (``ORIENTATION`` say
 * :func:`subsample_memorization` — Feldman's estimator, the ground truth the proxies approximate:
   K models on random ``ratio`` subsets, mem_i = P[correct | i in] − P[correct | i out]. The K models
   train as vectorised ensembles, so K in the hundreds is affordable for small models.
-* :func:`learning_event_proxy` — from the original's training log (free: logged while training):
+* :func:`learning_event_proxy` — from the original's training log (free: logged while training;
+  defined in ``train/memorization.py`` so RUM can use it without importing ``evaluation/``):
   ``confidence``, ``max_conf``, ``entropy``, ``bi_acc`` averaged over epochs.
 * :func:`holdout_kl` — fine-tune a copy on held-out data; symmetric KL of each training example's
   prediction before and after (Carlini-style holdout retraining).
@@ -31,12 +32,15 @@ from ..data.loading import iterate_batches
 from ..data.splits import ForgetSplit
 from ..io import load_state, save_state
 from ..metrics.divergence import symmetric_kl
-from ..models.log import TrainingLog, training_log
 from ..objectives import ClassificationTask
 from ..train.ensemble import train_ensemble
 from ..train.loop import run_epochs
+from ..train.memorization import learning_event_proxy
 from ..train.recipe import Recipe
 from ..utils import resolve_device, seeded
+
+__all__ = ["ORIENTATION", "MemorizationEstimate", "embeddings", "entanglement", "holdout_kl", "learning_event_proxy",
+           "loss_curvature", "spearman", "subsample_memorization"]
 
 #: what each score measures and which way it was turned so that higher = more memorized
 ORIENTATION = {
@@ -107,21 +111,6 @@ def subsample_memorization(
     in_acc = (correct * member).sum(0) / n_in
     out_acc = (correct * ~member).sum(0) / n_out
     return MemorizationEstimate(in_acc - out_acc, in_acc, out_acc, n_in, k, ratio, time.perf_counter() - start)
-
-
-def learning_event_proxy(model: nn.Module | TrainingLog, kind: str = "confidence") -> torch.Tensor:
-    """A learning-event proxy from a model's training log (``ob.train`` records it for free)."""
-    flips = {"confidence": ("confidence", True), "max_conf": ("max_conf", True), "entropy": ("entropy", False),
-             "bi_acc": ("correct", True)}
-    if kind not in flips:
-        raise ValueError(f"unknown learning-event proxy {kind!r}; use one of {sorted(flips)}")
-    log = model if isinstance(model, TrainingLog) else training_log(model)
-    name, flip = flips[kind]
-    if log is None or name not in log.events:
-        raise ValueError(f"the model carries no {name!r} learning events: train it with ob.train "
-                         "(or load it with ob.load_model from a folder ob.save_model wrote)")
-    mean = log.events[name].mean(0)
-    return 1 - mean if flip else mean
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..data.datasets import subset
 from ..data.splits import ForgetSplit
+from ..train.memorization import learning_event_proxy
 from .base import Context, Method, Params, available, register
 
 
@@ -79,8 +80,6 @@ class RUM(Method):
                 raise ValueError(f"scores must have one value per training example: got {tuple(s.shape)}, "
                                  f"the training set has {ctx.split.n}")
             return s
-        from ..evaluation.memorization import learning_event_proxy
-
         if ctx.log is None:
             raise ValueError("rum needs memorization scores: pass scores=, or an original trained by ob.train "
                              "(its training log holds the learning-event proxies)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,8 @@ from .log import TrainingLog, UpdateLog, training_log
 def versions() -> dict[str, str]:
     import numpy
 
-    from .. import __version__
-
     return {
-        "obliviate": __version__,
+        "obliviate": version("obliviate"),  # the installed package's, read without importing the facade
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
