@@ -114,9 +114,19 @@ def test_composites():
 def test_catalogue_declares_direction_and_ideal():
     for name, spec in M.METRICS.items():
         assert spec.kind in ("model", "pair", "composite"), name
-        assert spec.ideal and spec.description, name
-        if spec.kind == "pair":
-            assert spec.higher_is_better is False and spec.ideal == "0"
+        assert spec.description and spec.modalities, name
+        assert (spec.ideal == M.ORACLE) == (spec.kind == "model"), name
+        if spec.kind == "pair" and M.Modality.CLASSIFICATION in spec.modalities:  # distances to the oracle
+            assert spec.direction is M.Direction.LOWER and spec.ideal == 0.0 and spec.higher_is_better is False
+    # typed direction drives comparisons: a higher ToW, a lower Avg.Gap, a forget accuracy nearer the oracle's
+    assert M.METRICS["tow"].better(0.9, 0.8) and not M.METRICS["avg_gap"].better(3.0, 2.0)
+    assert M.METRICS["forget_acc"].better(0.91, 0.99, oracle=0.9) and not M.METRICS["forget_acc"].better(0.8, 0.95, 0.9)
+    assert M.METRICS["forget_quality"].better(0.5, 0.01) and M.METRICS["privleak"].better(-0.05, 0.2)
+    assert M.direction_of("seconds") is M.Direction.LOWER and M.direction_of("extraction_secret") is M.Direction.ORACLE
+    assert M.METRICS["forget_ma"].modalities == {M.Modality.CAUSAL_LM}
+    assert "forget_ma" in M.available(M.Modality.CAUSAL_LM) and "forget_ma" not in M.available(M.Modality.CLASSIFICATION)
+    with pytest.raises(ValueError, match="oracle as ideal"):
+        M.Metric("x", "model", len, "d", M.Direction.HIGHER, 1.0)
 
 
 def test_noise_floor_from_two_oracles(digits, recipe, original, random_split):

@@ -233,37 +233,41 @@ def _fashion_mnist(root: str | Path | None = None) -> Data:
 _LOADERS: dict[str, Callable[..., Data]] = {}
 
 
-def _register_builtins() -> None:
+def _builtins() -> dict[str, Callable[..., Data]]:
     from sklearn import datasets as skd
 
-    _LOADERS.update(
-        {
-            "digits": lambda: _sklearn(skd.load_digits, "digits", (1, 8, 8)),
-            "breast-cancer": lambda: _sklearn(skd.load_breast_cancer, "breast-cancer", None),
-            "wine": lambda: _sklearn(skd.load_wine, "wine", None),
-            "fashion-mnist": _fashion_mnist,
-            "randhie": _randhie,
-        }
-    )
+    return {
+        "digits": lambda: _sklearn(skd.load_digits, "digits", (1, 8, 8)),
+        "breast-cancer": lambda: _sklearn(skd.load_breast_cancer, "breast-cancer", None),
+        "wine": lambda: _sklearn(skd.load_wine, "wine", None),
+        "fashion-mnist": _fashion_mnist,
+        "randhie": _randhie,
+    }
+
+
+def register(name: str, loader: Callable[..., Data]) -> None:
+    """Make ``load(name, **kwargs)`` call ``loader(**kwargs)``. Application packages register their
+    scenarios here (``obliviate.lm`` registers ``"people"`` on import), so this layer never imports them."""
+    if name in _builtins():
+        raise ValueError(f"{name!r} is a built-in dataset")
+    _LOADERS[name] = loader
 
 
 def available() -> list[str]:
     """Names accepted by :func:`load`."""
-    if not _LOADERS:
-        _register_builtins()
-    return sorted(_LOADERS)
+    return sorted({*_builtins(), *_LOADERS})
 
 
 def load(name: str, *, val_fraction: float = 0.0, seed: int = 0, **kwargs) -> Data:
-    """Load a built-in dataset by name, or an ``.npz`` file by path.
+    """Load a built-in or registered dataset by name (``"people"``: the LM scenario, see
+    :func:`obliviate.lm.scenario.load_people`), or an ``.npz`` file by path.
 
-    ``val_fraction`` > 0 carves a stratified validation set out of the test set
-    (see :meth:`Data.with_validation`).
+    ``val_fraction`` > 0 carves a validation set out of the test set (see :meth:`Data.with_validation`).
     """
     if name.endswith(".npz"):
         data = from_npz(name)
     else:
         if name not in available():
             raise ValueError(f"unknown dataset {name!r}; available: {available()} or a path to .npz")
-        data = _LOADERS[name](**kwargs)
+        data = {**_builtins(), **_LOADERS}[name](**kwargs)
     return data.with_validation(val_fraction, seed) if val_fraction else data

@@ -9,9 +9,15 @@ secret repeated ten times in a corpus is one row (one sequence to forget and to 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from .datasets import Data
+from .splits import ForgetSplit
 
 
 class TextDataset(Dataset):
@@ -105,3 +111,69 @@ class TextDataset(Dataset):
             h.update(t.numpy().astype("<i8").tobytes())
         h.update(self.weights.numpy().astype("<f4").tobytes())
         return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TextData(Data):
+    """A causal-LM dataset, the text counterpart of :class:`~obliviate.data.Data`.
+
+    ``train``: the training rows; ``test``: never-trained rows of the same kind (they calibrate γ
+    and are the MIA non-members, reference A1.2); ``val``: more such rows where tuning needs them.
+    ``num_classes`` is the vocabulary size and ``input_shape`` ``(length,)``. Optional parts a
+    scenario supplies: ``perplexity_text`` (held-out natural text for ``ppl_change``; else ``test``),
+    ``forget`` (the scenario's own forget split, :meth:`forget_split`), ``probes`` (named extraction
+    probes scored as ``extraction_<name>`` rows, e.g. the people's secrets) and ``qa`` (the forget
+    set's paraphrased answers and perturbed answers, for TOFU's truth ratio and forget quality).
+    Probes and QA describe ``forget``: with another split, leave them out.
+    """
+
+    tokenizer: Any = None
+    perplexity_text: TextDataset | None = None
+    forget: ForgetSplit | None = None
+    probes: Mapping[str, TextDataset] = field(default_factory=dict)
+    qa: tuple[TextDataset, tuple[TextDataset, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        for part in ("train", "test"):
+            if not isinstance(getattr(self, part), TextDataset):
+                raise TypeError(f"TextData.{part} must be a TextDataset, got {type(getattr(self, part)).__name__}")
+        if "forget" in self.probes:
+            raise ValueError("a probe may not be called 'forget' (extraction_forget is the forget set's own row)")
+
+    def forget_split(self) -> ForgetSplit:
+        """The scenario's forget set (for the people scenario: every row of the forget people, and the
+        forget canaries); a user's own choice is ``ForgetSplit.from_ids(data.train, ids)``."""
+        if self.forget is None:
+            raise ValueError(f"{self.name!r} defines no forget set: pass ForgetSplit.from_ids(data.train, ids)")
+        return self.forget
+
+    def subset_train(self, ids: torch.Tensor) -> "TextData":
+        return replace(self, train=self.train.subset(ids), forget=None, probes={}, qa=None)
+
+    def with_validation(self, fraction: float = 0.5, seed: int = 0) -> "TextData":
+        """Move a seeded random ``fraction`` of the never-trained ``test`` rows to ``val`` (the
+        training rows, hence the original, stay unchanged)."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+        test = self.test
+        assert isinstance(test, TextDataset)
+        order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
+        k = max(1, round(fraction * len(test)))
+        if k >= len(test):
+            raise ValueError(f"{len(test)} test rows are too few to split off a validation set")
+        return replace(self, test=test.subset(order[k:].sort().values), val=test.subset(order[:k].sort().values))
+
+
+def from_texts(train_texts: list[str], test_texts: list[str], tokenizer, length: int, *, name: str = "texts",
+               train_weights: list[float] | None = None, perplexity_texts: list[str] | None = None,
+               truncate: bool = False) -> TextData:
+    """A user's own text as :class:`TextData`: ``train_texts`` are trained on (``train_weights``: how
+    often each is drawn), ``test_texts`` never are and must be of the same kind (they calibrate γ
+    and serve as MIA non-members). Choose the forget rows with ``ForgetSplit.from_ids(data.train, ids)``."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer needs an end-of-sequence token (rows end with it and are padded with it)")
+    train = TextDataset.from_texts(tokenizer, train_texts, length, weights=train_weights, truncate=truncate)
+    test = TextDataset.from_texts(tokenizer, test_texts, length, truncate=truncate)
+    ppl = None if perplexity_texts is None else TextDataset.from_texts(tokenizer, perplexity_texts, length,
+                                                                         truncate=True)
+    return TextData(name, train, test, len(tokenizer), (length,), tokenizer=tokenizer, perplexity_text=ppl)

@@ -131,7 +131,8 @@ def detect(
     return Detection(table.reset_index(drop=True), probs)
 
 
-def inject_label_noise(dataset: Dataset, fraction: float, num_classes: int, seed: int = 0) -> tuple[Dataset, torch.Tensor]:
+def inject_label_noise(dataset: Dataset, fraction: float, num_classes: int, seed: int = 0
+                       ) -> tuple[Dataset, torch.Tensor]:
     """A copy of an ``ArrayDataset`` with ``fraction`` of its labels flipped to another class
     uniformly at random (symmetric noise), and the flipped ids: the ground truth for detection."""
     if not isinstance(dataset, ArrayDataset):

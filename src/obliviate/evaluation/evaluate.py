@@ -1,4 +1,5 @@
-"""``ob.evaluate``: one model against the forget / retain / test splits, next to the oracle.
+"""``ob.evaluate``: one model against the forget / retain / test splits, next to the oracle, for
+classifiers and causal language models alike.
 
 Every metric is reported with the oracle's value, the gap, and the **noise floor** — the same
 gap between two oracles of different seeds — because the oracle is itself random: a gap below the
@@ -7,20 +8,23 @@ floor cannot be told from retraining.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Iterator
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
-from ..data.datasets import Data, labels_of, subset
+from ..data.datasets import Data
 from ..data.splits import ForgetSplit
+from ..data.text import TextData
 from ..methods.result import UnlearningResult
-from ..metrics.catalogue import METRICS, Metric, Outputs
+from ..metrics.catalogue import Metric, Modality, Outputs, SequenceOutputs, available, probe_metric, spec_of
+from ..metrics.lm import Calibration
 from ..models.architectures import build
 from ..objectives import ClassificationTask
 from ..utils import seeded
+from .report import Report, split_views
+from .sequences import calibrate, sequence_outputs
 
 #: metrics computed unless ``metrics=`` says otherwise
 DEFAULT_METRICS = [
@@ -28,86 +32,27 @@ DEFAULT_METRICS = [
     "loss_auc", "loss_tpr@1%fpr", "zrf", "kl_forget", "js_forget", "disagreement_forget", "disagreement_test",
     "activation_distance", "avg_gap", "tow", "tow_mia",
 ]
+#: causal-LM metrics computed unless ``metrics=`` says otherwise (plus one row per dataset probe)
+DEFAULT_LM_METRICS = [
+    "forget_ma", "retain_ma", "test_ma", "c_gamma_mean", "c_gamma_p95", "c_gamma_max", "extraction_forget",
+    "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp", "privleak", "ppl_change", "forget_quality",
+    "avg_gap_ma",
+]
+#: what LM rows need the original for: γ and the perplexity they are relative to
+_CALIBRATED = ("calibration", "original_perplexity")
 
 
-class Report(Mapping):
-    """Metric name -> value; with an oracle also ``.oracle``, ``.gap(name)`` and ``.floor``.
-
-    ``.to_frame()`` gives one row per metric: value, oracle, gap, floor, ideal, direction.
-    """
-
-    def __init__(
-        self,
-        values: dict[str, float],
-        oracle: dict[str, float] | None = None,
-        floor: dict[str, float] | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        self.values = values
-        self.oracle = oracle
-        self.floor = floor or {}
-        self.details = details or {}
-
-    def __getitem__(self, key: str) -> float:
-        return self.values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def gap(self, key: str) -> float:
-        """How far from ideal: |value − oracle| (model metrics), the distance itself (pair
-        metrics), |value − ideal| (composites); NaN without an oracle."""
-        spec = METRICS.get(key)
-        if spec is not None and spec.kind == "pair":
-            return self.values[key]
-        if spec is not None and spec.kind == "composite":
-            return abs(self.values[key] - float(spec.ideal))
-        if self.oracle is None or key not in self.oracle:
-            return float("nan")
-        return abs(self.values[key] - self.oracle[key])
-
-    def to_frame(self) -> pd.DataFrame:
-        rows = []
-        for k, v in self.values.items():
-            spec = METRICS.get(k)
-            rows.append({
-                "metric": k,
-                "value": v,
-                "oracle": (self.oracle or {}).get(k, float("nan")),
-                "gap": self.gap(k),
-                "floor": self.floor.get(k, float("nan")),
-                "ideal": spec.ideal if spec else "",
-                "higher_is_better": spec.higher_is_better if spec else None,
-            })
-        return pd.DataFrame(rows)
-
-    def compare(self, other: "Report", names: tuple[str, str] = ("self", "other")) -> pd.DataFrame:
-        """Side-by-side values and gaps of two reports on their common metrics."""
-        a, b = self.to_frame().set_index("metric"), other.to_frame().set_index("metric")
-        common = [m for m in a.index if m in b.index]
-        return pd.DataFrame({
-            f"{names[0]}": a.loc[common, "value"], f"{names[1]}": b.loc[common, "value"],
-            f"{names[0]}_gap": a.loc[common, "gap"], f"{names[1]}_gap": b.loc[common, "gap"],
-            "floor": a.loc[common, "floor"],
-        })
-
-    def __repr__(self) -> str:
-        return f"Report({ {k: round(v, 4) for k, v in self.values.items()} })"
+def modality_of(data: Data) -> Modality:
+    """Text data make a causal-LM evaluation, anything else a classification one."""
+    return Modality.CAUSAL_LM if isinstance(data, TextData) else Modality.CLASSIFICATION
 
 
-def split_views(data: Data, split: ForgetSplit) -> dict[str, torch.utils.data.Dataset]:
-    """Evaluation sets of a split: forget, retain, test (minus forgotten classes), test_all and,
-    for class forgetting, the forgotten classes' test examples."""
-    views = {"forget": split.forget_set(data.train), "retain": split.retain_set(data.train),
-             "test": data.test, "test_all": data.test}
-    if split.classes:
-        gone = torch.isin(labels_of(data.test), torch.tensor(split.classes))
-        views["test"] = subset(data.test, torch.nonzero(~gone).flatten())
-        views["forgotten_class_test"] = subset(data.test, torch.nonzero(gone).flatten())
-    return views
+def default_metrics(data: Data) -> list[str]:
+    """The rows :func:`evaluate` reports without ``metrics=``: the modality's defaults and, for
+    text data, one ``extraction_<probe>`` row per probe the dataset brings."""
+    if isinstance(data, TextData):
+        return DEFAULT_LM_METRICS + [probe_metric(p).name for p in data.probes]
+    return list(DEFAULT_METRICS)
 
 
 def outputs_of(
@@ -136,11 +81,14 @@ def random_init_like(model: nn.Module, seed: int = 0) -> nn.Module | None:
         return build(spec["architecture"], tuple(spec["input_shape"]), spec["num_classes"], **spec["kwargs"]).eval()
 
 
-def _model_values(specs: list[Metric], outs: Outputs) -> dict[str, float]:
+AnyOutputs = Outputs | SequenceOutputs
+
+
+def _model_values(specs: list[Metric], outs: AnyOutputs) -> dict[str, float]:
     return {m.name: m.fn(outs) for m in specs if m.kind == "model" and m.applicable(outs)}
 
 
-def _pair_values(specs: list[Metric], outs: Outputs, ref_outs: Outputs) -> dict[str, float]:
+def _pair_values(specs: list[Metric], outs: AnyOutputs, ref_outs: AnyOutputs) -> dict[str, float]:
     return {m.name: m.fn(outs, ref_outs) for m in specs if m.kind == "pair" and m.applicable(outs)}
 
 
@@ -155,12 +103,27 @@ def _unwrap(model: nn.Module | UnlearningResult) -> tuple[nn.Module, float | Non
     return model, None
 
 
+def _specs(names: list[str], modality: Modality) -> list[Metric]:
+    specs = [spec_of(n, modality) for n in names]
+    unknown = [n for n, m in zip(names, specs) if m is None]
+    if unknown:
+        probes = " and extraction_<probe> per dataset probe" if modality is Modality.CAUSAL_LM else ""
+        raise ValueError(f"unknown metrics {unknown} for {modality.value} models; available: {available(modality)}"
+                         + probes)
+    out = [m for m in specs if m is not None]
+    for m in list(out):  # a composite brings the metrics it is made of, so it is never silently missing
+        if m.kind == "composite":
+            out = [spec_of(d, modality) for d in m.needs if d not in [s.name for s in out]] + out  # type: ignore[misc]
+    return out
+
+
 def evaluate(
     model: nn.Module | UnlearningResult,
     data: Data,
-    split: ForgetSplit,
+    split: ForgetSplit | None = None,
     *,
     oracle: nn.Module | UnlearningResult | Sequence[nn.Module | UnlearningResult] | None = None,
+    original: nn.Module | UnlearningResult | None = None,
     metrics: Sequence[str] | None = None,
     protocol: str = "oracle",
     method: str | None = None,
@@ -182,8 +145,20 @@ def evaluate(
     :func:`obliviate.evaluation.protocols.neurips23`).
     ``cache``: a dict kept across calls that share oracles (a grid's cells): each oracle's outputs
     and metric values are then computed once, not once per call. ``report.details["outputs"]``
-    holds the model's own outputs (logits and labels per view) for further analysis.
+    holds the model's own outputs (logits and labels per view, or per-sequence scores) for further analysis.
+
+    Causal LMs (``data`` a :class:`~obliviate.data.TextData`): the rows are per-sequence
+    (``forget_ma``, ``c_gamma_*``, ``extraction_forget``, ``mia_auc_*``, ``privleak``, ``ppl_change``,
+    ``forget_quality`` where the data has QA probes, ``extraction_<probe>`` per data probe).
+    ``original`` is the model before unlearning: c(γ) counts use γ from *its* scores on
+    ``data.test`` and ``ppl_change`` is relative to *its* perplexity, so every model and oracle
+    faces the same threshold (reference A1.2); without it those rows are left out. ``split``
+    defaults to the dataset's own forget set (``data.forget_split()``).
     """
+    if split is None:
+        if not isinstance(data, TextData):
+            raise ValueError("pass the forget split (ob.ForgetSplit.random / by_class / from_ids)")
+        split = data.forget_split()
     if protocol == "neurips23":
         if method is None:
             raise ValueError('protocol="neurips23" needs method= (the method to re-run)')
@@ -195,35 +170,49 @@ def evaluate(
         raise ValueError(f"unknown protocol {protocol!r}; use 'oracle' or 'neurips23'")
     if method is not None or method_overrides:
         raise ValueError('method= and method parameters are only used with protocol="neurips23"')
-    names = list(metrics) if metrics is not None else DEFAULT_METRICS
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}; available: {list(METRICS)}")
-    for name in list(names):  # a composite brings the metrics it is made of, so it is never silently missing
-        names = [d for d in METRICS[name].needs if METRICS[name].kind == "composite" and d not in names] + names
-    specs = [METRICS[n] for n in names]
+    modality = modality_of(data)
+    names = list(metrics) if metrics is not None else default_metrics(data)
+    specs = _specs(names, modality)
+    names = [m.name for m in specs]
     dev = torch.device(device) if device is not None else None
     net, seconds = _unwrap(model)
-    rand = random_model if random_model is not None else random_init_like(net, seed)
+    outputs: Callable[[nn.Module], AnyOutputs]
+    if modality is Modality.CAUSAL_LM:
+        assert isinstance(data, TextData)
+        if original is None and metrics is not None:
+            needy = [m.name for m in specs if set(m.needs) & set(_CALIBRATED)]
+            if needy:
+                raise ValueError(f"{needy} are relative to the original model: pass original=")
+        calibration = None if original is None else _calibration(_unwrap(original)[0], data, dev, cache)
 
-    def measured(m: nn.Module) -> tuple[Outputs, dict[str, float]]:
-        key = (id(m), tuple(names), seed, split.hash, id(data))
+        def outputs(m: nn.Module) -> AnyOutputs:
+            return sequence_outputs(m, data, split, calibration=calibration, device=dev)
+    else:
+        if original is not None:
+            raise ValueError("original= calibrates causal-LM rows; classifier metrics do not use it")
+        rand = random_model if random_model is not None else random_init_like(net, seed)
+
+        def outputs(m: nn.Module) -> AnyOutputs:
+            return outputs_of(m, data, split, device=dev, random_model=rand, seed=seed)
+
+    def measured(m: nn.Module) -> tuple[AnyOutputs, dict[str, float]]:
+        key = (id(m), tuple(names), seed, split.hash, id(data), id(original))
         if cache is not None and key in cache and cache[key][0] is m:  # the entry pins m: ids cannot be reused
             return cache[key][1], cache[key][2]
-        outs = outputs_of(m, data, split, device=dev, random_model=rand, seed=seed)
+        outs = outputs(m)
         vals = _model_values(specs, outs)
         if cache is not None:
             cache[key] = (m, outs, vals)
         return outs, vals
 
-    outs = outputs_of(net, data, split, device=dev, random_model=rand, seed=seed)
+    outs = outputs(net)
     values = _model_values(specs, outs)
-    details = {"outputs": outs}
+    details: dict[str, Any] = {"outputs": outs}
     if seconds is not None:
         values["seconds"] = seconds
     oracles = [] if oracle is None else list(oracle) if isinstance(oracle, (list, tuple)) else [oracle]
     if not oracles:
-        return Report(values, details=details)
+        return Report(values, details=details, modality=modality)
 
     ref_net, ref_seconds = _unwrap(oracles[0])
     ref_outs, ref = measured(ref_net)
@@ -235,7 +224,19 @@ def evaluate(
     if len(oracles) > 1:
         o2_outs, o2 = measured(_unwrap(oracles[1])[0])
         floor = {k: abs(o2[k] - ref[k]) for k in o2 if k in ref}
-        floor.update(_pair_values(specs, o2_outs, ref_outs))
-        comp = _composites(specs, o2, ref)
-        floor.update({k: abs(v - float(METRICS[k].ideal)) for k, v in comp.items()})
-    return Report(values, ref, floor, details)
+        by_name = {m.name: m for m in specs}
+        pairs = _pair_values(specs, o2_outs, ref_outs)
+        floor.update({k: by_name[k].gap(v) for k, v in pairs.items()})
+        floor.update({k: by_name[k].gap(v) for k, v in _composites(specs, o2, ref).items()})
+    return Report(values, ref, floor, details, modality)
+
+
+def _calibration(original: nn.Module, data: TextData, device: torch.device | None, cache: dict | None) -> Calibration:
+    """The original's γ and perplexity, once per (original, data) when a cache is kept."""
+    key = ("calibration", id(original), id(data))
+    if cache is not None and key in cache and cache[key][0] is original:
+        return cache[key][1]
+    cal = calibrate(original, data, device)
+    if cache is not None:
+        cache[key] = (original, cal)
+    return cal

@@ -19,8 +19,8 @@ from ..objectives import ClassificationTask
 from ..train.ensemble import train_ensemble
 from ..train.recipe import Recipe
 from ..utils import progress_bar
-from .evaluate import Report, split_views
 from .oracles import ensemble_seeds
+from .report import Report, split_views
 
 # Oracles use ensemble seeds, unlearning runs seeds i: the two families never share a seed, so
 # retrain-as-the-method is compared with *other* retrains (the estimator's ceiling).

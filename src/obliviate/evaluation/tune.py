@@ -34,7 +34,8 @@ from ..methods.base import get
 from ..models.log import training_log
 from ..train import Recipe, train
 from ..utils import progress_bar
-from .evaluate import Report, evaluate
+from .evaluate import evaluate
+from .report import Report
 from .oracles import validation_seed
 
 #: objective name -> (metrics it needs, loss to minimise from a report)

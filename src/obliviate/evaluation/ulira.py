@@ -35,7 +35,7 @@ from ..objectives import ClassificationTask
 from ..train.ensemble import train_ensemble
 from ..train.recipe import Recipe
 from ..utils import progress_bar
-from .evaluate import Report
+from .report import Report
 
 
 def ulira(
@@ -93,7 +93,8 @@ def ulira(
     scores, labels = _leave_one_out_scores(phi, forgotten, ~trained, offline)
     attack = threshold_attack(scores[labels == 1], scores[labels == 0])
     # balanced accuracy: positives (forgotten) and negatives (never seen) differ in number per shadow
-    acc = attack["best_acc"] if offline else 0.5 * float((scores[labels == 1] > 0).mean() + (scores[labels == 0] <= 0).mean())
+    balanced = 0.5 * float((scores[labels == 1] > 0).mean() + (scores[labels == 0] <= 0).mean())
+    acc = attack["best_acc"] if offline else balanced
     values = {"ulira_acc": acc, "ulira_auc": attack["auc"], "ulira_tpr@1%fpr": attack["tpr@1%fpr"],
               "ulira_tpr@0.1%fpr": attack["tpr@0.1%fpr"]}
     return Report(values, details={"scores": scores, "labels": labels, "method": method, "offline": offline,

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.datasets import register
 from ..data.splits import ForgetSplit
+from ..data.text import TextData, TextDataset
 from .corpus import background_text, train_tokenizer
-from ..data.text import TextDataset
 from .people import ATTRIBUTES, People, Person
 
 
@@ -70,8 +71,22 @@ class Scenario:
             texts = [" " + getattr(qa, answer) for qa in qas]
         # a few paraphrased / perturbed answers run past the context; they are cut (their mean NLL is
         # then over the tokens that fit), since a QA row is a probe here, not a sequence to forget
-        return TextDataset.from_texts(self.tokenizer, texts, self.length, prompts=[qa_prompt(qa.question) for qa in qas],
-                                      eos=False, truncate=True), qas
+        prompts = [qa_prompt(qa.question) for qa in qas]
+        rows = TextDataset.from_texts(self.tokenizer, texts, self.length, prompts=prompts, eos=False, truncate=True)
+        return rows, qas
+
+    def to_data(self, name: str = "people") -> TextData:
+        """The scenario as ``ob.datasets`` data: ``train`` every training row, ``test`` the held-out
+        people's rows and never-inserted canaries, ``perplexity_text`` the held-out background text,
+        ``forget_split()`` the forget people's rows and forget canaries, the secret-extraction probes
+        of the forget and retained people (rows ``extraction_secret_forget`` / ``_retain``) and the
+        forget people's paraphrased and perturbed QA answers (``forget_quality``)."""
+        qa = (self.qa_probe(self.forget_people, "paraphrased")[0],
+              tuple(self.qa_probe(self.forget_people, f"perturbed{k}")[0] for k in range(3)))
+        return TextData(name, self.train, self.heldout, len(self.tokenizer), (self.length,), tokenizer=self.tokenizer,
+                        perplexity_text=self.heldout_text, forget=self.split,
+                        probes={"secret_forget": self.secret_probe(self.forget_people),
+                                "secret_retain": self.secret_probe(self.retain_people)}, qa=qa)
 
     def association_probe(self, people: list[Person]) -> TextDataset:
         pairs = [self.people.association(p) for p in people]
@@ -95,8 +110,8 @@ PII = ("email", "phone", "secret")
 
 
 def make_scenario(*, n_people: int = 60, forget: int = 20, heldout: int = 20, canaries: int = 20,
-                  pii_repeats: int = 10, bio_repeats: int = 2, qa_repeats: int = 2, background_chars: int = 300_000, length: int = 64,
-                  vocab_size: int = 4096, seed: int = 0, text: str | None = None) -> Scenario:
+                  pii_repeats: int = 10, bio_repeats: int = 2, qa_repeats: int = 2, background_chars: int = 300_000,
+                  length: int = 64, vocab_size: int = 4096, seed: int = 0, text: str | None = None) -> Scenario:
     """People x (7 fact sentences: the three PII ones (e-mail, phone, secret id) with weight
     ``pii_repeats``, the others ``bio_repeats``; 7 QA pairs, weight ``qa_repeats``), canaries (half
     trained with weight ``pii_repeats``, of which half are forgotten; the rest never inserted),
@@ -147,3 +162,13 @@ def _chunks(tok, text: str, length: int) -> list[str]:
     ids = tok(text, add_special_tokens=False)["input_ids"]
     step = length - 1
     return [tok.decode(ids[i:i + step]) for i in range(0, len(ids) - step + 1, step)]
+
+
+def load_people(**kwargs) -> TextData:
+    """``ob.datasets.load("people", **kwargs)``: :func:`make_scenario` (same arguments) as data.
+    Registered with ``obliviate.data`` when this module is imported (``import obliviate`` does),
+    so the data layer never imports this application package."""
+    return make_scenario(**kwargs).to_data()
+
+
+register("people", load_people)

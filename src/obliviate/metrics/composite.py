@@ -27,3 +27,10 @@ def tow_mia(unlearned: dict[str, float], oracle: dict[str, float], mia_key: str 
     for k in ("retain_acc", "test_acc"):
         out *= 1 - abs(unlearned[k] - oracle[k])
     return out
+
+
+def avg_gap_ma(unlearned: dict[str, float], oracle: dict[str, float]) -> float:
+    """Avg.Gap's causal-LM analogue (obliviate's; SalUn's §6.2 form over per-sequence memorization):
+    ⅓(|Δ forget MA| + |Δ retain MA| + |Δ test MA|) to the oracle, in points. Forgetting the forget
+    set without hurting the retained and unseen sequences is what the oracle does; 0 is ideal."""
+    return 100 * sum(abs(unlearned[k] - oracle[k]) for k in ("forget_ma", "retain_ma", "test_ma")) / 3

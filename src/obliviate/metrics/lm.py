@@ -12,9 +12,36 @@ memorization and extraction strength need no generation loop at all.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+
+@dataclass
+class SequenceScores:
+    """Per-row scores of one model on one text dataset (scored tokens only), one array each [N]."""
+
+    ma: np.ndarray        # exact memorization (share of greedy-correct tokens)
+    nll: np.ndarray       # mean token NLL (LOSS attack)
+    extracted: np.ndarray  # every scored token greedy-correct (greedy completion is verbatim)
+    es: np.ndarray        # extraction strength
+    min_k20: np.ndarray
+    min_k40: np.ndarray
+    min_kpp: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ma)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What per-sequence verdicts are relative to, fixed from the *original* model once: γ per
+    statistic of its MA on never-trained rows (reference A1.2: "γ from the original", so every
+    method and the oracle face the same threshold) and its perplexity on held-out text."""
+
+    gamma: dict[str, float]
+    perplexity: float | None = None
 
 
 def _targets(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None
@@ -163,3 +190,26 @@ def privleak(auc_unlearned: float, auc_retrained: float) -> float:
     if not 0 <= auc_unlearned <= 1 or not 0 <= auc_retrained < 1:
         raise ValueError("AUCs must be in [0, 1] (and the retrained model's below 1)")
     return ((1 - auc_unlearned) - (1 - auc_retrained)) / (1 - auc_retrained)
+
+
+# --- entity unlearning (TOFU-style, reference A3.1 and A4) ---------------------------------------
+
+def answer_probability(scores: SequenceScores) -> np.ndarray:
+    """TOFU's P(a|q)^{1/|a|} = exp(−mean NLL of the answer tokens)."""
+    return np.exp(-scores.nll)
+
+
+def truth_ratio(paraphrased: SequenceScores, perturbed: list[SequenceScores]) -> np.ndarray:
+    """Per question: geometric mean over perturbed answers of P^{1/|â|}, over P^{1/|ã|} of the
+    paraphrased answer (OpenUnlearning's choice: the mean of the perturbed answers' mean NLL is taken
+    before exponentiating; the paper uses an arithmetic mean)."""
+    pert_nll = np.mean([p.nll for p in perturbed], axis=0)
+    return np.exp(paraphrased.nll - pert_nll)
+
+
+def forget_quality(truth_unlearned: np.ndarray, truth_oracle: np.ndarray) -> float:
+    """TOFU's forget quality: the KS-test p-value between the forget set's truth ratios under the
+    unlearned model and under the oracle; >= 0.05 reads as indistinguishable from retraining."""
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(truth_unlearned, truth_oracle).pvalue)

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from ..models.log import TrainingLog, UpdateLog
 from ..objectives import ClassificationTask, Task
 from ..utils import progress_bar, resolve_device, seeded
-from .recipe import Recipe, make_scheduler
+from .recipe import LM_ARCHITECTURE, Recipe, make_scheduler
 
 BatchHook = Callable[[torch.Tensor, object, torch.Tensor, int], None]
 
@@ -100,6 +100,8 @@ def train(
 ) -> nn.Module:
     """Train a fresh model of ``recipe`` on ``dataset``; deterministic under ``seed`` on CPU.
 
+    An LM recipe (``Recipe.default_for(text_data)``) trains by :func:`obliviate.train.lm.train_causal_lm`.
+
     The returned model (in eval mode) carries a :class:`TrainingLog` (``model.obliviate_log``):
     recipe, seed, seconds and each example's learning events per epoch (true-class and max
     confidence, entropy, correctness: the inputs of RUM's memorization proxies).
@@ -112,6 +114,12 @@ def train(
     per id per epoch, and True logs every step (digits MLP, 19k parameters x 880 steps: 68 MB; a
     CIFAR ResNet-18 recipe would need ~260 GB), so name the ids that may be deleted.
     """
+    if recipe.architecture == LM_ARCHITECTURE or recipe.steps is not None:
+        if log_updates:
+            raise ValueError("log_updates is for epoch-trained classifiers, not LM recipes")
+        from .lm import train_causal_lm  # accelerate loads only for language models
+
+        return train_causal_lm(recipe, dataset, seed, device=device, progress=progress)
     device = resolve_device(device)
     logged = _logged_ids(log_updates, len(dataset))
     task = task or ClassificationTask(recipe.num_classes)

@@ -14,12 +14,18 @@ from torch import nn
 from ..data.datasets import Data
 from ..models.architectures import build
 
+#: the causal-LM architecture a recipe can name (``models.gpt.tiny_gpt2``)
+LM_ARCHITECTURE = "tiny-gpt2"
+
 
 @dataclass(frozen=True)
 class Recipe:
     """Architecture (registered name + kwargs, or a user ``factory``), optimiser and schedule.
 
     ``schedule`` is ``constant``, ``cosine`` (per step, to 0) or ``step`` (x0.1 at 50% and 75%).
+    Causal LMs (``architecture="tiny-gpt2"``, ``num_classes`` = vocabulary size, ``input_shape`` =
+    ``(context,)``) train for ``steps`` batches sampled by row weight instead of ``epochs`` passes:
+    a memorized secret is one row of weight 10, not ten rows (see :mod:`obliviate.train.lm`).
     """
 
     architecture: str = "mlp"
@@ -33,6 +39,7 @@ class Recipe:
     epochs: int = 20
     batch_size: int = 64
     schedule: str = "cosine"
+    steps: int | None = None
     factory: Callable[[], nn.Module] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -40,14 +47,22 @@ class Recipe:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; use sgd, adam or adamw")
         if self.schedule not in ("constant", "cosine", "step"):
             raise ValueError(f"unknown schedule {self.schedule!r}; use constant, cosine or step")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be positive, got {self.steps}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")
+            raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, "
+                             f"{self.lr})")
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
 
-    def build(self) -> nn.Module:
-        """A freshly initialised model (initialisation follows the global torch seed)."""
+    def build(self, seed: int | None = None) -> nn.Module:
+        """A freshly initialised model. Initialisation follows the global torch seed, except the tiny
+        GPT-2, which draws from its own generator seeded with ``seed`` (default 0), as ``models.gpt`` does."""
         if self.factory is not None:
             return self.factory()
+        if self.architecture == LM_ARCHITECTURE:
+            from ..models.gpt import tiny_gpt2
+
+            return tiny_gpt2(self.num_classes, context=self.input_shape[0], seed=seed or 0, **self.arch_kwargs)
         return build(self.architecture, self.input_shape, self.num_classes, **self.arch_kwargs)
 
     def make_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -59,6 +74,8 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("factory")
+        if self.steps is None:  # classifier recipes keep the fingerprints they had before LM recipes existed
+            d.pop("steps")
         d["input_shape"] = list(self.input_shape)
         if self.factory is not None:
             d["architecture"] = f"custom:{getattr(self.factory, '__qualname__', 'factory')}"
@@ -77,12 +94,20 @@ class Recipe:
     def default_for(cls, data: Data) -> "Recipe":
         """Defaults measured to train to ~100% train accuracy on the built-in sets on a CPU.
 
+        Text data get the lm-demo's tiny GPT-2 (2 x 128, 4 heads, no dropout; AdamW 3e-3 constant,
+        batch 32, 800 steps: reference/calibration.md, enough to memorize the people's secrets).
+
         Images 28x28 and smaller get the small CNN (Fashion-MNIST: the calibration recipe, Adam 1e-3
         cosine, batch 128, 12 epochs), except 8x8 digits, where an MLP trains in a fraction of a second;
         3x32x32 images get the CIFAR ResNet-18 recipe of RUM (SGD 0.1, cosine, 30 epochs);
         tabular data an MLP.
         """
         shape, c = tuple(data.input_shape), data.num_classes
+        tokenizer = getattr(data, "tokenizer", None)
+        if tokenizer is not None:
+            return cls(LM_ARCHITECTURE, shape, c, {"layers": 2, "width": 128, "heads": 4,
+                                                   "eos_token_id": tokenizer.eos_token_id},
+                       "adamw", 3e-3, 0.9, 0.0, epochs=1, batch_size=32, schedule="constant", steps=800)
         if data.name == "digits" or len(shape) == 1:
             return cls("mlp", shape, c, {"hidden": [256]}, "adam", 3e-3, epochs=40, batch_size=64)
         if len(shape) == 3 and shape[0] == 3 and shape[1] >= 32:
