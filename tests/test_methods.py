@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import same_state, state_of
 
 import obliviate as ob
-from conftest import same_state, state_of
 from obliviate.objectives import ClassificationTask
 
 ALL = ob.methods.available()
@@ -61,7 +61,8 @@ def test_retrain_needs_a_recipe(digits, recipe, random_split):
     bare = ob.models.build("mlp", (1, 8, 8), 10, hidden=[256])
     with pytest.raises(ValueError, match="recipe"):
         ob.unlearn(bare, digits.train, random_split, method="retrain")
-    res = ob.unlearn(bare, digits.train, random_split, method="retrain", recipe=recipe.replace(epochs=1), progress=False)
+    res = ob.unlearn(bare, digits.train, random_split, method="retrain", recipe=recipe.replace(epochs=1),
+                     progress=False)
     assert res.method == "retrain"
 
 
@@ -190,3 +191,38 @@ def test_custom_factory_models_unlearn_and_the_log_is_never_copied(digits, rando
     assert not hasattr(res.model, "obliviate_log") and model.obliviate_log.updates is not None
     with pytest.raises(ValueError, match="recipe"):
         ob.unlearn(model, digits.train, random_split, method="retrain", progress=False)
+
+
+def test_eval_mode_restores_each_modules_own_flag_even_on_error():
+    from obliviate.utils import eval_mode
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2), torch.nn.Dropout())
+    model[1].eval()  # a frozen norm layer inside a training model: a blanket model.train(True) would wake it
+    with pytest.raises(RuntimeError), eval_mode(model):
+        assert not any(m.training for m in model.modules())
+        raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+
+
+def test_epoch_helper_numbers_epochs_trains_each_and_logs_through_the_context(digits, original, random_split):
+    from obliviate.methods.base import Method
+    from obliviate.methods.common import epochs
+
+    seen, after = [], []
+
+    class Probe(Method):
+        name = "probe"
+        Params = ob.methods.Params
+
+        def run(self, model, ctx):
+            def body(e):
+                seen.append((e, model.training))
+                model.eval()  # the next epoch must still start in train mode
+                return {"x": float(e)}
+
+            epochs(model, ctx, 3, "probe", body, first=1, after=after.append)
+            return model
+
+    res = ob.unlearn(original, digits.train, random_split, method=Probe(), seed=0, progress=False)
+    assert seen == [(1, True), (2, True), (3, True)] and after == [1, 2, 3]
+    assert [(h["epoch"], h["x"]) for h in res.history] == [(1, 1.0), (2, 2.0), (3, 3.0)]

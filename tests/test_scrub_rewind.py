@@ -21,14 +21,16 @@ def error(model, ds):
 
 def test_scrub_rewind_returns_the_epoch_closest_to_the_heldout_error(digits, original, random_split, monkeypatch):
     states = []
-    run_epochs = ScrubRewind.epochs
+    scrub = ScrubRewind.scrub
 
-    def spy(self, model, ctx):
-        for e in run_epochs(self, model, ctx):
+    def spy(self, model, ctx, after_epoch=None):
+        def record(e):
             states.append(state_of(model))
-            yield e
+            after_epoch(e)
 
-    monkeypatch.setattr(ScrubRewind, "epochs", spy)
+        scrub(self, model, ctx, record)
+
+    monkeypatch.setattr(ScrubRewind, "scrub", spy)
     res = ob.unlearn(original, digits.train, random_split, method="scrub+r", seed=0, val=digits.val, progress=False)
     assert len(states) == 3
     models = [copy.deepcopy(original) for _ in states]

@@ -1,4 +1,4 @@
-"""Small shared helpers: device choice and seeded RNG scopes."""
+"""Small shared helpers: device choice, seeded RNG scopes, eval-mode scopes and progress bars."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 from typing import Iterator
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 
@@ -29,6 +30,20 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[torch.Gene
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield torch.Generator().manual_seed(seed + 7919)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``model`` in eval mode, then give every submodule its own previous training
+    flag back. A blanket ``model.train(was_training)`` would also switch on modules the caller had
+    deliberately left in eval mode (frozen norm layers, a frozen teacher inside the model)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def progress_bar(total: int, desc: str, progress: bool | None) -> tqdm:

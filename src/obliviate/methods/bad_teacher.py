@@ -11,9 +11,8 @@ from torch import nn
 from torch.utils.data import ConcatDataset
 
 from ..data.datasets import subset
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import step
+from .common import epochs, step
 
 
 def random_init_copy(model: nn.Module, generator: torch.Generator, device: torch.device) -> nn.Module:
@@ -92,9 +91,8 @@ class BadTeacher(Method):
         data = ConcatDataset([ctx.forget, subset(ctx.retain, keep)]) if n_keep else ctx.forget
         batch_size = p.batch_size or min(256, max(1, -(-len(data) // 16)))
         opt = p.make_optimizer(model)
-        bar = progress_bar(p.epochs, "bad-teacher", ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
+
+        def epoch(_: int) -> dict[str, float]:
             f_total = r_total = 0.0
             for pos, batch in task.batches(data, batch_size, shuffle=True, generator=ctx.generator):
                 batch = task.to(batch, ctx.device)
@@ -108,7 +106,7 @@ class BadTeacher(Method):
                 kl = kl.detach()
                 f_total += float(kl[is_forget].sum())
                 r_total += float(kl[~is_forget].sum())
-            ctx.end_epoch(model, epoch, forget_kl=f_total / max(n_forget, 1), retain_kl=r_total / max(n_keep, 1))
-            bar.update()
-        bar.close()
+            return {"forget_kl": f_total / max(n_forget, 1), "retain_kl": r_total / max(n_keep, 1)}
+
+        epochs(model, ctx, p.epochs, "bad-teacher", epoch)
         return model

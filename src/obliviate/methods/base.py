@@ -17,6 +17,7 @@ from ..data.splits import ForgetSplit
 from ..objectives import Task
 from ..train.loop import NonFiniteLoss
 from ..train.recipe import Recipe, make_optimizer
+from ..utils import eval_mode
 
 
 @torch.no_grad()
@@ -24,15 +25,11 @@ def correct_scores(model: nn.Module, task: Task, dataset: Dataset, device: torch
                    ) -> torch.Tensor:
     """[N] ``task.correct`` of every example in eval mode (a classifier's 0/1 hit, a sequence's
     memorization MA); the model's mode is restored. Batches of 128: LM logits are [B, T, V]."""
-    was_training = model.training
-    model.eval()
     out = torch.empty(len(dataset))
-    try:
+    with eval_mode(model):
         for rows, batch in task.batches(dataset, batch_size):
             batch = task.to(batch, device)
             out[rows] = task.correct(task.logits(model, batch), batch).float().cpu()
-    finally:
-        model.train(was_training)
     return out
 
 

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..train.recipe import make_optimizer
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import ascent_batch_size, step
+from .common import ascent_batch_size, epochs, step
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -86,24 +85,23 @@ class BoundaryExpand(Method):
             p.optimizer, [*model.parameters(), *shadow.parameters()], p.lr, p.momentum, p.weight_decay
         )
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
-        bar = progress_bar(p.epochs, "boundary-expand", ctx.progress)
-        try:
-            for epoch in range(p.epochs):
-                model.train()
-                total = 0.0
-                for _, batch in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
-                    x, _ = ctx.task.to(batch, ctx.device)
-                    features.clear()
-                    logits = ctx.task.logits(model, (x, None))
-                    wide = torch.cat([logits, F.linear(features[-1], shadow.weight, shadow.bias)], dim=-1)
-                    shadow_class = torch.full(wide.shape[:-1], logits.shape[-1], dtype=torch.long, device=wide.device)
-                    losses = ctx.task.losses(wide, (x, shadow_class))
-                    step(model, opt, losses.mean(), ctx, "boundary-expand", p.grad_clip)
-                    total += float(losses.detach().sum())
+
+        def epoch(_: int) -> dict[str, float]:
+            total = 0.0
+            for _, batch in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
+                x, _ = ctx.task.to(batch, ctx.device)
                 features.clear()
-                ctx.end_epoch(model, epoch, shadow_loss=total / len(ctx.forget))
-                bar.update()
+                logits = ctx.task.logits(model, (x, None))
+                wide = torch.cat([logits, F.linear(features[-1], shadow.weight, shadow.bias)], dim=-1)
+                shadow_class = torch.full(wide.shape[:-1], logits.shape[-1], dtype=torch.long, device=wide.device)
+                losses = ctx.task.losses(wide, (x, shadow_class))
+                step(model, opt, losses.mean(), ctx, "boundary-expand", p.grad_clip)
+                total += float(losses.detach().sum())
+            features.clear()
+            return {"shadow_loss": total / len(ctx.forget)}
+
+        try:
+            epochs(model, ctx, p.epochs, "boundary-expand", epoch)
         finally:
             hook.remove()  # deletes the shadow neuron: the model is K-way again
-            bar.close()
         return model

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import ascent_batch_size, step
+from .common import ascent_batch_size, epochs, step
 
 
 def input_range(ctx: Context) -> tuple[float, float]:
@@ -100,16 +99,15 @@ class BoundaryShrink(Method):
                          "(second most likely class used)")
         opt = p.make_optimizer(model)
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
-        bar = progress_bar(p.epochs, "boundary-shrink", ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
+
+        def epoch(_: int) -> dict[str, float]:
             total = 0.0
             for pos, (x, _) in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
                 batch = ctx.task.to((x, nb[pos]), ctx.device)
                 losses = ctx.task.losses(ctx.task.logits(model, batch), batch)
                 step(model, opt, losses.mean(), ctx, "boundary-shrink", p.grad_clip)
                 total += float(losses.detach().sum())
-            ctx.end_epoch(model, epoch, neighbour_loss=total / len(ctx.forget), fgsm_fallback=fallback)
-            bar.update()
-        bar.close()
+            return {"neighbour_loss": total / len(ctx.forget), "fgsm_fallback": fallback}
+
+        epochs(model, ctx, p.epochs, "boundary-shrink", epoch)
         return model

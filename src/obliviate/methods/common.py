@@ -1,11 +1,42 @@
-"""Pieces several methods share, written once: bounded ascent loss, paired retain/forget steps."""
+"""Pieces several methods share, written once: the epoch loop, bounded ascent loss, guarded steps."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
+from ..utils import progress_bar
 from .base import Context
+
+
+def epochs(
+    model: nn.Module,
+    ctx: Context,
+    n: int,
+    desc: str,
+    body: Callable[[int], Mapping[str, float]],
+    *,
+    first: int = 0,
+    after: Callable[[int], None] | None = None,
+) -> None:
+    """The training-based methods' one epoch loop: for epochs ``first .. first + n - 1``, put the
+    model in train mode (an eval-mode probe may have run in between), run ``body(epoch)`` (the
+    method's passes, returning the epoch's metrics), hand those to ``ctx.end_epoch`` (history,
+    divergence and collapse check, safe checkpoint), advance the progress bar, then call
+    ``after(epoch)`` (SCRUB+R keeps its rewind candidates there)."""
+    bar = progress_bar(n, desc, ctx.progress)
+    try:
+        for epoch in range(first, first + n):
+            model.train()
+            metrics = body(epoch)
+            ctx.end_epoch(model, epoch, **metrics)
+            bar.update()
+            if after is not None:
+                after(epoch)
+    finally:
+        bar.close()
 
 
 def ascent_loss(losses: torch.Tensor, cap: float | None) -> torch.Tensor:

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..train.recipe import make_optimizer
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import ascent_batch_size, forward_losses, step
+from .common import ascent_batch_size, epochs, forward_losses, step
 
 
 def uniform_kl(logits: torch.Tensor) -> torch.Tensor:
@@ -116,9 +115,7 @@ class Kgl1(Method):
             step(model, opt_uniform, loss, ctx, "kgl-1 stage 1", p.grad_clip)
             u_total += float(loss.detach()) * len(logits)
 
-        bar = progress_bar(p.epochs, "kgl-1", ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
+        def epoch(e: int) -> dict[str, float]:
             c_total = r_total = 0.0
             forget_batches = task.batches(ctx.forget, fbs, shuffle=True, generator=ctx.generator)
             retain_batches = task.batches(ctx.retain, fbs, shuffle=True, generator=ctx.generator)
@@ -135,9 +132,9 @@ class Kgl1(Method):
                 step(model, opt_retain, losses.mean(), ctx, "kgl-1 retain round", p.grad_clip)
                 r_total += float(losses.detach().sum())
             metrics = {"contrastive_loss": c_total / max(1, rounds), "retain_loss": r_total / len(ctx.retain)}
-            if epoch == 0:
+            if e == 0:
                 metrics["uniform_kl"] = u_total / len(ctx.forget)
-            ctx.end_epoch(model, epoch, **metrics)
-            bar.update()
-        bar.close()
+            return metrics
+
+        epochs(model, ctx, p.epochs, "kgl-1", epoch)
         return model

@@ -10,6 +10,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from ..data.datasets import subset
 from ..train.loop import run_epochs
+from ..utils import eval_mode
 from .base import Context, Method, OptimParams, register
 from .common import forward_losses
 
@@ -31,14 +32,12 @@ def accumulate_gradients(model: nn.Module, ctx: Context, batch_size: int) -> Non
     and the negated ones of D_f (the entry's SNIP-like score), in eval mode (no BatchNorm
     statistics move)."""
     ids = torch.randperm(len(ctx.retain), generator=ctx.generator)[: len(ctx.forget)]
-    was_training = model.training
-    model.eval()
     model.zero_grad(set_to_none=True)
-    for data, sign in ((subset(ctx.retain, ids), 1.0), (ctx.forget, -1.0)):
-        for _, batch in ctx.task.batches(data, batch_size):
-            _, losses = forward_losses(model, ctx, batch)
-            (sign * losses.mean()).backward()
-    model.train(was_training)
+    with eval_mode(model):
+        for data, sign in ((subset(ctx.retain, ids), 1.0), (ctx.forget, -1.0)):
+            for _, batch in ctx.task.batches(data, batch_size):
+                _, losses = forward_losses(model, ctx, batch)
+                (sign * losses.mean()).backward()
 
 
 @torch.no_grad()
@@ -139,7 +138,10 @@ class Kgl2(Method):
         opt = p.make_optimizer(model)
         total = p.epochs * -(-len(ctx.retain) // p.batch_size)
         peak = max(1, total // 2)
-        warm_decay = lambda s: (s + 1) / peak if s < peak else max(0.0, (total - s) / (total - peak + 1))
+
+        def warm_decay(s: int) -> float:
+            return (s + 1) / peak if s < peak else max(0.0, (total - s) / (total - peak + 1))
+
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warm_decay)
         run_epochs(
             model, ctx.task, ctx.retain, opt, epochs=p.epochs, batch_size=p.batch_size, generator=ctx.generator,

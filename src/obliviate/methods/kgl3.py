@@ -10,9 +10,8 @@ from torch.nn.modules.conv import _ConvNd
 
 from ..data.datasets import labels_of
 from ..train.recipe import make_scheduler
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import step
+from .common import epochs, step
 
 
 def first_layer(model: nn.Module) -> nn.Module:
@@ -110,11 +109,10 @@ class Kgl3(Method):
         weights = balanced_weights(labels_of(ctx.retain)).to(ctx.device)
         opt = p.make_optimizer(model)
         sched = make_scheduler("cosine", opt, p.epochs * -(-len(ctx.retain) // p.batch_size))
-        bar = progress_bar(p.epochs, "kgl-3", ctx.progress)
-        for epoch in range(p.epochs):
-            if epoch == p.epochs - 1 and epoch > 0:
+
+        def epoch(e: int) -> dict[str, float]:
+            if e == p.epochs - 1 and e > 0:
                 add_noise(layer, p.final_noise * scale, ctx.generator)
-            model.train()
             total = 0.0
             for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
                 x, y = ctx.task.to(batch, ctx.device)
@@ -122,7 +120,7 @@ class Kgl3(Method):
                 step(model, opt, (weights[y] * losses).mean(), ctx, "kgl-3 fine-tune", p.grad_clip)
                 sched.step()
                 total += float(losses.detach().sum())
-            ctx.end_epoch(model, epoch, retain_loss=total / len(ctx.retain))
-            bar.update()
-        bar.close()
+            return {"retain_loss": total / len(ctx.retain)}
+
+        epochs(model, ctx, p.epochs, "kgl-3", epoch)
         return model

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import forward_losses, step
+from .common import epochs, forward_losses, step
 
 
 def l1_gamma(gamma: float, t: float, epochs: int, no_l1_epochs: int) -> float:
@@ -67,14 +66,13 @@ class L1Sparse(Method):
         p = self.params
         opt = p.make_optimizer(model)
         steps = max(1, -(-len(ctx.retain) // p.batch_size))
-        bar = progress_bar(p.epochs, self.name, ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
+
+        def epoch(e: int) -> dict[str, float]:
             ce_total = gamma_total = 0.0
             for i, (_, batch) in enumerate(
                 ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator)
             ):
-                gamma = l1_gamma(p.gamma, epoch + i / steps, p.epochs, p.no_l1_epochs)
+                gamma = l1_gamma(p.gamma, e + i / steps, p.epochs, p.no_l1_epochs)
                 _, losses = forward_losses(model, ctx, batch)
                 ce = losses.mean()
                 loss = ce + gamma * l1_norm(model) if gamma > 0 else ce
@@ -83,7 +81,7 @@ class L1Sparse(Method):
                 gamma_total += gamma
             with torch.no_grad():
                 norm = float(l1_norm(model))
-            ctx.end_epoch(model, epoch, retain_loss=ce_total / steps, l1_gamma=gamma_total / steps, l1_norm=norm)
-            bar.update()
-        bar.close()
+            return {"retain_loss": ce_total / steps, "l1_gamma": gamma_total / steps, "l1_norm": norm}
+
+        epochs(model, ctx, p.epochs, self.name, epoch)
         return model

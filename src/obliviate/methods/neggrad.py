@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import ascent_batch_size, ascent_loss, forward_losses, step
+from .common import ascent_batch_size, ascent_loss, epochs, forward_losses, step
 
 
 @register
@@ -39,16 +38,15 @@ class NegGrad(Method):
         p = self.params
         opt = p.make_optimizer(model)
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
-        bar = progress_bar(p.epochs, "neggrad", ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
+
+        def epoch(_: int) -> dict[str, float]:
             total = 0.0
             for _, batch in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
                 _, losses = forward_losses(model, ctx, batch)
                 loss = ascent_loss(losses, p.loss_cap)
                 step(model, opt, loss, ctx, "neggrad", p.grad_clip)
                 total += float(losses.detach().sum())
-            ctx.end_epoch(model, epoch, forget_loss=total / len(ctx.forget))
-            bar.update()
-        bar.close()
+            return {"forget_loss": total / len(ctx.forget)}
+
+        epochs(model, ctx, p.epochs, "neggrad", epoch)
         return model

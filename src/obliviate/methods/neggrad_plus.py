@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..data.loading import endless_batches
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import ascent_loss, forward_losses, step
+from .common import ascent_loss, epochs, forward_losses, step
 
 
 @register
@@ -42,9 +41,9 @@ class NegGradPlus(Method):
         p = self.params
         opt = p.make_optimizer(model)
         forget_batches = endless_batches(ctx.forget, p.forget_batch_size, ctx.generator)
-        bar = progress_bar(p.epochs, "neggrad+", ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
+        steps = max(1, -(-len(ctx.retain) // p.batch_size))
+
+        def epoch(_: int) -> dict[str, float]:
             r_total = f_total = 0.0
             for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
                 _, r_losses = forward_losses(model, ctx, batch)
@@ -53,8 +52,7 @@ class NegGradPlus(Method):
                 step(model, opt, loss, ctx, "neggrad+", p.grad_clip)
                 r_total += float(r_losses.detach().mean())
                 f_total += float(f_losses.detach().mean())
-            steps = max(1, -(-len(ctx.retain) // p.batch_size))
-            ctx.end_epoch(model, epoch, retain_loss=r_total / steps, forget_loss=f_total / steps)
-            bar.update()
-        bar.close()
+            return {"retain_loss": r_total / steps, "forget_loss": f_total / steps}
+
+        epochs(model, ctx, p.epochs, "neggrad+", epoch)
         return model

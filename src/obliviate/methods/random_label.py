@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import forward_losses, step
+from .common import epochs, forward_losses, step
 
 
 @register
@@ -39,9 +38,8 @@ class RandomLabel(Method):
 def random_label_epochs(model: nn.Module, ctx: Context, opt: torch.optim.Optimizer, p: OptimParams, name: str) -> None:
     """``random-label``'s loop (reference §3.4): each epoch one pass over D_f with uniformly random
     labels, then one pass over D_r with true labels; every step through :func:`common.step`."""
-    bar = progress_bar(p.epochs, name, ctx.progress)
-    for epoch in range(p.epochs):
-        model.train()
+
+    def epoch(_: int) -> dict[str, float]:
         f_total = r_total = 0.0
         for _, batch in ctx.task.batches(ctx.forget, p.batch_size, shuffle=True, generator=ctx.generator):
             _, losses = forward_losses(model, ctx, ctx.task.relabel(batch, ctx.generator))
@@ -51,6 +49,6 @@ def random_label_epochs(model: nn.Module, ctx: Context, opt: torch.optim.Optimiz
             _, losses = forward_losses(model, ctx, batch)
             step(model, opt, losses.mean(), ctx, f"{name} retain pass", p.grad_clip)
             r_total += float(losses.detach().sum())
-        ctx.end_epoch(model, epoch, forget_loss=f_total / len(ctx.forget), retain_loss=r_total / len(ctx.retain))
-        bar.update()
-    bar.close()
+        return {"forget_loss": f_total / len(ctx.forget), "retain_loss": r_total / len(ctx.retain)}
+
+    epochs(model, ctx, p.epochs, name, epoch)

@@ -8,9 +8,8 @@ import torch
 from torch import nn
 
 from ..objectives import ClassificationTask
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import forward_losses, step
+from .common import epochs, forward_losses, step
 
 
 @register
@@ -53,16 +52,15 @@ class AmnesiacRelabel(Method):
         # One wrong-label offset per training position, fixed for the run; used at forget positions.
         offset = torch.randint(1, classes, (n,), generator=ctx.generator)
         opt = p.make_optimizer(model)
-        bar = progress_bar(p.epochs, "amnesiac-relabel", ctx.progress)
-        for epoch in range(p.epochs):
-            model.train()
+
+        def epoch(_: int) -> dict[str, float]:
             total = 0.0
             for idx, (x, y) in ctx.task.batches(ctx.train, p.batch_size, shuffle=True, generator=ctx.generator):
                 y = torch.where(is_forget[idx], (y + offset[idx]) % classes, y)
                 _, losses = forward_losses(model, ctx, (x, y))
                 step(model, opt, losses.mean(), ctx, "amnesiac-relabel", p.grad_clip)
                 total += float(losses.detach().sum())
-            ctx.end_epoch(model, epoch, loss=total / n)
-            bar.update()
-        bar.close()
+            return {"loss": total / n}
+
+        epochs(model, ctx, p.epochs, "amnesiac-relabel", epoch)
         return model

@@ -13,6 +13,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..utils import eval_mode
 from .base import Context, Method, OptimParams, register
 from .common import forward_losses
 from .random_label import random_label_epochs
@@ -28,9 +29,7 @@ def saliency(model: nn.Module, ctx: Context, batch_size: int) -> dict[str, torch
     """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for _, batch in ctx.task.batches(ctx.forget, batch_size):
             _, losses = forward_losses(model, ctx, batch)
             loss = -losses.mean()
@@ -39,8 +38,6 @@ def saliency(model: nn.Module, ctx: Context, batch_size: int) -> dict[str, torch
             for t, g in zip(total.values(), grads):
                 if g is not None:
                     t.add_(g)
-    finally:
-        model.train(was_training)
     return {n: t.abs_() for n, t in total.items()}
 
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 
 from ..data.datasets import labels_of, subset
 from ..metrics.accuracy import accuracy
-from ..utils import progress_bar
 from .base import Context, Method, OptimParams, register
-from .common import ascent_batch_size, ascent_loss, step
+from .common import ascent_batch_size, ascent_loss, epochs, step
 
 
 @register
@@ -52,21 +51,20 @@ class Scrub(Method):
         grad_clip: float | None = 1.0
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
-        for _ in self.epochs(model, ctx):
-            pass
+        self.scrub(model, ctx)
         return model
 
-    def epochs(self, model: nn.Module, ctx: Context) -> Iterator[int]:
-        """Run SCRUB, yielding after each epoch (SCRUB+R checkpoints there)."""
+    def scrub(self, model: nn.Module, ctx: Context, after_epoch: Callable[[int], None] | None = None) -> None:
+        """Run SCRUB's epochs 1..``epochs`` on ``model``; ``after_epoch(e)`` runs after each (SCRUB+R
+        keeps its rewind candidates there)."""
         p = self.params
         opt = p.make_optimizer(model)
         teacher, task = ctx.original, ctx.task
         forget_bs = ascent_batch_size(len(ctx.forget), p.forget_batch_size)
-        bar = progress_bar(p.epochs, "scrub", ctx.progress)
-        for e in range(1, p.epochs + 1):
+
+        def epoch(e: int) -> dict[str, float]:
             for group in opt.param_groups:
                 group["lr"] = p.lr * 0.1 ** sum(m < e for m in p.milestones)
-            model.train()
             f_kl = r_total = 0.0
             if e <= p.max_epochs:
                 for _, batch in task.batches(ctx.forget, forget_bs, shuffle=True, generator=ctx.generator):
@@ -87,10 +85,9 @@ class Scrub(Method):
                 loss = p.gamma * losses.mean() + p.alpha * kl
                 step(model, opt, loss, ctx, "scrub min-step", p.grad_clip)
                 r_total += float(loss.detach())
-            ctx.end_epoch(model, e, forget_kl=f_kl, retain_loss=r_total)
-            bar.update()
-            yield e
-        bar.close()
+            return {"forget_kl": f_kl, "retain_loss": r_total}
+
+        epochs(model, ctx, p.epochs, "scrub", epoch, first=1, after=after_epoch)
 
 
 @register
@@ -114,9 +111,12 @@ class ScrubRewind(Scrub):
             raise ValueError("val= has no examples of the forget set's classes; cannot calibrate the rewind")
         forget_val = subset(ctx.val, val_ids)
         checkpoints: list[tuple[int, float, dict]] = []
-        for e in self.epochs(model, ctx):
+
+        def keep(e: int) -> None:
             err = 1 - accuracy(*ctx.task.predict(model, ctx.forget, device=ctx.device))
             checkpoints.append((e, err, copy.deepcopy(model.state_dict())))
+
+        self.scrub(model, ctx, keep)
         reference = 1 - accuracy(*ctx.task.predict(model, forget_val, device=ctx.device))
         best_epoch, best_err, best = min(checkpoints, key=lambda c: abs(c[1] - reference))
         model.load_state_dict(best)

@@ -12,7 +12,8 @@ from .base import Context, Method, Params, correct_scores, register
 from .lm_common import STOPS, cycle, stop_met, threshold, trainable
 
 
-def task_vector(model: nn.Module, ctx: Context, steps: int, lr: float, batch_size: int | None) -> dict[str, torch.Tensor]:
+def task_vector(model: nn.Module, ctx: Context, steps: int, lr: float, batch_size: int | None
+                ) -> dict[str, torch.Tensor]:
     """τ = θ_ft − θ_0 after ``steps`` Adam steps of *descent* on D_f, which makes the model memorize
     the forget set even more; only floating-point parameters that require grad are included."""
     ft = copy.deepcopy(model)

@@ -80,7 +80,8 @@ def unlearn(
         ctx = Context(
             task=task, train=train, split=split, retain=split.retain_set(train), forget=split.forget_set(train),
             original=frozen_copy(work), device=device, seed=seed, generator=generator, progress=progress,
-            val=val, recipe=recipe, log=log, deadline=None if budget is None or not m.honours_budget else start + budget,
+            val=val, recipe=recipe, log=log,
+            deadline=None if budget is None or not m.honours_budget else start + budget,
             collapse_drop=collapse_drop, check_every=25 if m.guard_steps else 0,
         )
         ctx.checkpoint(work)

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.text import TextDataset
+from ..utils import eval_mode
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -94,16 +95,12 @@ class CausalLMTask:
         """Logits [N, T, V] and labels [N, T] (memory N·T·V floats: score in batches with
         :func:`obliviate.lm.evaluate.sequence_scores` instead for anything large)."""
         device = device or next(model.parameters()).device
-        was_training = model.training
-        model.eval()
         outs, labels = [], []
-        try:
+        with eval_mode(model):
             for _, batch in self.batches(dataset, batch_size):
                 batch = self.to(batch, device)
                 outs.append(self.logits(model, batch).float().cpu())
                 labels.append(batch[2].cpu())
-        finally:
-            model.train(was_training)
         return torch.cat(outs), torch.cat(labels)
 
     def check(self, model: nn.Module, dataset: Dataset) -> None:

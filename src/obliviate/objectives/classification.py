@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from ..data.datasets import labels_of
 from ..data.loading import iterate_batches
+from ..utils import eval_mode
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -81,16 +82,12 @@ class ClassificationTask:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and labels of a whole dataset, in eval mode, on CPU; the model's mode is restored."""
         device = device or next(model.parameters()).device
-        was_training = model.training
-        model.eval()
         outs, ys = [], []
-        try:
+        with eval_mode(model):
             for _, batch in self.batches(dataset, batch_size):
                 x, y = self.to(batch, device)
                 outs.append(model(x).float().cpu())
                 ys.append(y.cpu())
-        finally:
-            model.train(was_training)
         return torch.cat(outs), torch.cat(ys)
 
     def check(self, model: nn.Module, dataset: Dataset) -> None:
@@ -112,15 +109,11 @@ def _output_width(model: nn.Module, dataset: Dataset) -> int:
         raise ValueError("dataset is empty")
     _, (x, _) = next(iter(iterate_batches(dataset, 2)))
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(x.to(device))
     except RuntimeError as e:
         raise ValueError(f"the model cannot take inputs of shape {tuple(x.shape[1:])} from the dataset: {e}") from None
-    finally:
-        model.train(was_training)
     if out.dim() != 2:
         raise ValueError(f"a classifier must output [batch, classes]; got shape {tuple(out.shape)}")
     return int(out.shape[1])
