@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 import obliviate as ob
 from obliviate.cli import app
+from obliviate.evaluation.oracles import floor_seed
 
 runner = CliRunner()
 
@@ -72,6 +73,21 @@ def test_evaluate_command_against_saved_oracles(tmp_path):
     assert {"forget_acc", "kl_forget", "tow"} <= set(frame["metric"]) and frame["floor"].notna().any()
     res = runner.invoke(app, ["evaluate", str(out / "models" / "none"), "--dataset", "digits"])
     assert res.exit_code == 2 and "exactly one" in res.output
+
+
+def test_readme_evaluate_command_needs_no_dataset_and_the_floor_oracle_has_the_policy_seed(tmp_path):
+    """The README's ``obliviate evaluate runs/demo/models/scrub --oracle runs/demo/models/retrain --split
+    runs/demo/split.json``: every model the demo writes names its dataset in its manifest."""
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--methods", "scrub", "--epochs", "5", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["evaluate", str(out / "models" / "scrub"), "--oracle", str(out / "models" / "retrain"),
+                              "--split", str(out / "split.json"), "--out", str(tmp_path / "r.csv")])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "r.csv").set_index("metric").loc["avg_gap", "value"] > 0
+    assert {ob.load_model(out / "models" / m)[1]["dataset"] for m in ("original", "oracle", "retrain", "none")} == {
+        "digits"}
+    assert ob.UnlearningResult.load(out / "models" / "retrain").seed == floor_seed(0)
 
 
 def test_tune_command_writes_trials_and_prints_the_unlearn_call(tmp_path):

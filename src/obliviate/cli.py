@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,90 +42,40 @@ def _fail(message: str) -> None:
 @app.command()
 def demo(
     dataset: str = typer.Option("digits", help="digits, fashion-mnist, breast-cancer, wine or a .npz file"),
-    forget: str = typer.Option("random:0.1", help="random:FRACTION, random:COUNT or class:C[,C]"),
+    forget: str = typer.Option("random:0.1", help="random:FRACTION, random:COUNT, class:C[,C], ids:I[,I] or predicate:SQL"),
     methods: str = typer.Option(DEMO_METHODS, help="comma-separated method names, or 'all'"),
     out: Path = typer.Option(Path("runs/demo"), help="folder for results and models"),
     seed: int = typer.Option(0, help="seed for the split, training and unlearning"),
     epochs: Optional[int] = typer.Option(None, help="override the recipe's training epochs"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 (default: CUDA if present)"),
 ) -> None:
-    """Train an original and an oracle, unlearn with each method, compare everything with the oracle."""
-    import torch
+    """Train an original and two oracles, unlearn with each method, compare everything with the oracle.
 
-    import obliviate as ob
-    from obliviate.io import write_json
+    A preset over ``obliviate bench``: the grid lives in OUT/grid (rerun to reuse it); OUT holds the
+    table (results.csv / .json), split.json and models/ (original, oracle, retrain = the floor oracle,
+    one folder per method)."""
+    from obliviate.bench import ConfigError
+    from obliviate.bench.jobs import data_of, recipe_of, resolve_device
+    from obliviate.bench.presets import demo_config, run_demo
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    if names == ["all"]:
-        names = [m for m in ob.methods.available("classification") if m not in ("none", "retrain")]
     try:
-        for name in names:
-            ob.methods.get(name)
-        data = ob.datasets.load(dataset, val_fraction=0.5, seed=seed)
-        split = ob.datasets.parse_forget_spec(forget, data.train, seed=seed)
-    except (ValueError, FileNotFoundError) as e:
+        cfg = demo_config(dataset, forget, methods, seed=seed, epochs=epochs, device=device)
+        ds, spec = cfg.datasets[0], cfg.forget[0]
+        data = data_of(ds)
+        recipe = recipe_of(ds, data, resolve_device(cfg.device))
+        split = spec.split(data, seed) if not spec.needs_scores else None
+    except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    recipe = ob.Recipe.default_for(data)
-    if epochs is not None:
-        recipe = recipe.replace(epochs=epochs)
+    size = f"{split.kind} = {len(split)} examples" if split is not None else spec.label
     console.print(
         f"[bold]{data.name}[/bold]: {len(data.train)} train / {len(data.test)} test / {len(data.val)} val; "
-        f"forget {split.kind} = {len(split)} examples; recipe {recipe.architecture}, {recipe.epochs} epochs"
+        f"forget {size}; recipe {recipe.architecture}, {recipe.epochs} epochs"
     )
-    console.print("training the original on D ...")
-    # Amnesiac unlearning subtracts logged training updates: log those of batches holding forget ids.
-    needs_log = any("update_log" in ob.methods.get(n).needs for n in names)
-    log = {"log_updates": split.forget_ids} if needs_log else {}
-    original = ob.train(recipe, data.train, seed=seed, device=device, **log)
-    console.print("training two oracles on D_r (retrain from scratch; the second gives the noise floor) ...")
-    retrain = ob.unlearn(original, data.train, split, method="retrain", seed=seed, device=device)
-    retrain2 = ob.unlearn(original, data.train, split, method="retrain", seed=seed + 1, device=device)
-    # On tiny data one timing is dominated by timer and warm-up noise: take the median of 3.
-    repeats = 3 if retrain.seconds < 5 else 1
-    retrain.seconds = statistics.median(
-        [retrain.seconds, retrain2.seconds]
-        + [ob.unlearn(original, data.train, split, method="retrain", seed=seed, device=device,
-                      progress=False).seconds for _ in range(repeats - 2)]
-    )
-    oracles = [retrain, retrain2]
-    rows: list[dict[str, Any]] = []
-    results: dict[str, Any] = {}
-    for name in ["retrain", "none", *[n for n in names if n not in ("none", "retrain")]]:
-        if name == "retrain":  # the second oracle, evaluated like a method: its gaps are the noise floor
-            label, res = "oracle #2 (floor)", retrain2
-        else:
-            console.print(f"unlearning with {name} ...")
-            runs = [
-                ob.unlearn(original, data.train, split, method=name, seed=seed, val=data.val, device=device)
-                for _ in range(repeats)
-            ]
-            label, res = name, runs[0]
-            res.seconds = statistics.median(r.seconds for r in runs)
-        report = ob.evaluate(res, data, split, oracle=oracles, seed=seed)
-        rows.append({"method": label, **report.values, "diverged": res.diverged})
-        results[name] = res
-        res.save(out / "models" / name)
-    oracle_values = {"method": "oracle (retrain)", **ob.evaluate(retrain, data, split, seed=seed).values}
-    rows.insert(0, {**oracle_values, "cost_ratio": 1.0, "diverged": False})
-    _print_table(rows, data.name, split)
-    out.mkdir(parents=True, exist_ok=True)
-    original_manifest = {"dataset": data.name, "role": "original", "seed": seed}
-    ob.save_model(original, out / "models" / "original", original_manifest)
-    ob.save_model(retrain.model, out / "models" / "oracle",
-                  {**original_manifest, "role": "oracle", "split_hash": split.hash})
-    split.save(out / "split.json")
-    import pandas as pd
-
-    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
-    write_json(
-        out / "results.json",
-        {
-            "dataset": data.name, "forget": split.kind, "split_hash": split.hash, "seed": seed,
-            "recipe": recipe.to_dict(), "retrain_seconds": retrain.seconds, "timing_repeats": repeats,
-            "device": str(next(original.parameters()).device), "torch": torch.__version__, "rows": rows,
-            "methods": {k: v.manifest() for k, v in results.items()},
-        },
-    )
+    try:
+        rows, meta = run_demo(cfg, out)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    _print_table(rows, data.name, meta["forget"], meta["n_forget"])
     console.print(f"results: {out / 'results.csv'}, {out / 'results.json'}; models: {out / 'models'}")
 
 
@@ -150,8 +99,8 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     return fmt.format(v)
 
 
-def _print_table(rows: list[dict], dataset: str, split) -> None:
-    table = Table(title=f"{dataset}: forgetting {split.kind} ({len(split)} examples), compared with the oracle")
+def _print_table(rows: list[dict], dataset: str, kind: str, n_forget: int) -> None:
+    table = Table(title=f"{dataset}: forgetting {kind} ({n_forget} examples), compared with the oracle")
     table.add_column("method", no_wrap=True)
     for title, _, _ in COLUMNS:
         table.add_column(title, justify="right", no_wrap=True)
@@ -164,7 +113,7 @@ def _print_table(rows: list[dict], dataset: str, split) -> None:
         "loss AUC: loss-threshold attack D_f vs test; KL: KL(oracle || model) on D_f; ToW: RUM's tug-of-war (1 is "
         "ideal); Avg.Gap: SalUn's mean gap to the oracle in points (0 is ideal). Ideal for the others: the oracle's "
         "row. 'oracle #2' is a retrain with another seed: its gaps are the noise floor, below which a method "
-        "cannot be told from retraining. Seconds: median of 3 runs on small data."
+        "cannot be told from retraining. Seconds: one run (noisy on small data)."
     )
 
 
@@ -197,6 +146,7 @@ def _load_inputs(model_dir: Path, dataset: str | None, seed: int, split_file: Pa
     """A saved model, its dataset (from the manifest unless given) and the forget split, given as
     exactly one of a split file, a spec or an id file."""
     import obliviate as ob
+    from obliviate.data.splits import ForgetSpec
 
     model, manifest = ob.load_model(model_dir)
     name = dataset or manifest.get("dataset")
@@ -208,7 +158,7 @@ def _load_inputs(model_dir: Path, dataset: str | None, seed: int, split_file: Pa
     if split_file is not None:
         split = ob.ForgetSplit.load(split_file)
     elif forget is not None:
-        split = ob.datasets.parse_forget_spec(forget, data.train, seed=seed)
+        split = ForgetSpec.parse(forget).split(data, seed)
     else:
         split = ob.ForgetSplit.from_ids(data.train, [int(t) for t in forget_ids.read_text().split()])
     return model, data, split
@@ -218,7 +168,7 @@ def _load_inputs(model_dir: Path, dataset: str | None, seed: int, split_file: Pa
 def unlearn(
     model_dir: Path = typer.Argument(..., help="folder written by `obliviate train` (or save_model)"),
     forget_ids: Optional[Path] = typer.Option(None, help="text file of training-set positions, one per line"),
-    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, class:3"),
+    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, random:50, class:3, ids:4,8, predicate:SQL"),
     split_file: Optional[Path] = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
     method: str = typer.Option("scrub", help="method name (see `obliviate methods`)"),
     param: list[str] = typer.Option([], help="hyper-parameter override key=value (repeatable)"),
@@ -251,7 +201,7 @@ def tune(
     model_dir: Path = typer.Argument(..., help="saved original (`obliviate train`)"),
     method: str = typer.Option(..., help="method to tune (see `obliviate methods`)"),
     forget_ids: Optional[Path] = typer.Option(None, help="text file of training-set positions, one per line"),
-    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, class:3"),
+    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, random:50, class:3, ids:4,8, predicate:SQL"),
     split_file: Optional[Path] = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
     budget: int = typer.Option(8, help="trials: the defaults, then a seeded sample of the method's grid"),
     objective: str = typer.Option("avg_gap", help="avg_gap (minimised), tow or tow_mia (maximised)"),
@@ -272,8 +222,8 @@ def tune(
     result.save(out)
     console.print(result.trials.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     flags = " ".join(f"--param {k}={v}" for k, v in result.best_params.items())
-    console.print(f"best {objective} {result.best_score:.4g} on the validation set: {result.best_params}; saved to {out}"
-                  f"\n  obliviate unlearn {model_dir} --method {method} {flags}")
+    console.print(f"best {objective} {result.best_score:.4g} on the validation set: {result.best_params}; "
+                  f"saved to {out}\n  obliviate unlearn {model_dir} --method {method} {flags}")
 
 
 @app.command()
@@ -281,7 +231,7 @@ def evaluate(
     model_dir: Path = typer.Argument(..., help="saved model (for --protocol neurips23: the original)"),
     oracle: list[Path] = typer.Option([], help="saved oracle(s); a second one gives the noise floor"),
     split_file: Optional[Path] = typer.Option(None, "--split", help="split.json written by demo / ForgetSplit.save"),
-    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, class:3"),
+    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, random:50, class:3, ids:4,8, predicate:SQL"),
     forget_ids: Optional[Path] = typer.Option(None, help="or a file of training-set positions"),
     dataset: Optional[str] = typer.Option(None, help="dataset (default: the model manifest's)"),
     metrics: Optional[str] = typer.Option(None, help="comma-separated metric names (default: all applicable)"),

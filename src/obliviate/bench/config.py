@@ -18,6 +18,8 @@ a second rather than after the first hour.
       - subclass: {class: 3, clusters: 4, cluster: 0}
       - memorization: {bin: high, count: 50}  # by the original's learning-event confidence
       - predicate: "label = 3 AND id % 2 = 0"   # DuckDB SQL over id, label (and x0.. for tabular)
+      - ids: [4, 8, 15]           # training-set positions
+      - dataset                   # the dataset's own forget set (the people scenario's forget people)
     methods:
       - none
       - finetune: {epochs: 5, lr: 0.01}
@@ -37,6 +39,8 @@ from typing import Any
 
 import yaml
 
+from ..data.splits import ForgetSpec, ForgetSpecError
+
 #: top-level keys and what they hold
 TOP_KEYS = {
     "name": "a name for the grid (used in the report title)",
@@ -52,11 +56,9 @@ TOP_KEYS = {
     "roc": "store MIA ROC curves per cell (default true)",
     "threads": "torch CPU threads",
     "device": "auto, cpu or cuda[:i]",
+    "save_models": "keep every cell's unlearned model under models/ (default false)",
 }
-DATASET_KEYS = {"name", "train_size", "val_fraction", "recipe", "recipe_cuda", "label"}
-FORGET_KINDS = ("random", "class", "subclass", "memorization", "predicate")
-MEMORIZATION_SCORES = ("confidence", "max_conf", "entropy", "bi_acc")
-MEMORIZATION_BINS = ("low", "mid", "high", "mix")
+DATASET_KEYS = {"name", "options", "train_size", "val_fraction", "val_seed", "recipe", "recipe_cuda", "label"}
 
 
 class ConfigError(ValueError):
@@ -71,18 +73,15 @@ class DatasetSpec:
     recipe: dict[str, Any] = field(default_factory=dict)
     recipe_cuda: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    val_seed: int = 0  # seed of the test/validation split (presets follow their run's seed)
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of ``load`` (a scenario's size)
 
     def key(self) -> dict[str, Any]:
-        """What determines the data (not the recipe): for content addresses."""
-        return {"name": self.name, "train_size": self.train_size, "val_fraction": self.val_fraction}
-
-
-@dataclass(frozen=True)
-class ForgetSpec:
-    kind: str
-    args: dict[str, Any]
-    label: str
-    line: int = 0
+        """What determines the data (not the recipe): for content addresses (a default ``val_seed``
+        stays out, so the caches of grids written before it existed still match)."""
+        key: dict[str, Any] = {"name": self.name, "train_size": self.train_size, "val_fraction": self.val_fraction}
+        return {**key, **({"val_seed": self.val_seed} if self.val_seed else {}),
+                **({"options": self.options} if self.options else {})}
 
 
 @dataclass(frozen=True)
@@ -112,6 +111,7 @@ class BenchConfig:
     roc: bool = True
     threads: int | None = None
     device: str = "auto"
+    save_models: bool = False
     text: str = ""
     source: str = "<config>"
 
@@ -191,6 +191,7 @@ def load_config(path: str | Path | None = None, *, text: str | None = None) -> B
         roc=_bool(where, ("roc",), raw.get("roc", True)),
         threads=None if raw.get("threads") is None else _int(where, ("threads",), raw["threads"], lo=1),
         device=str(raw.get("device", "auto")),
+        save_models=_bool(where, ("save_models",), raw.get("save_models", False)),
         text=text,
         source=source,
     )
@@ -267,7 +268,12 @@ def _dataset(where: _Where, i: int, d: Any) -> DatasetSpec:
             raise where.error(path + (key,), f"{key} must be a mapping of Recipe fields")
         _check_recipe(where, path + (key,), r)
         recipes[key] = r
-    return DatasetSpec(name, train_size, val, recipes["recipe"], recipes["recipe_cuda"], str(d.get("label", name)))
+    val_seed = _int(where, path + ("val_seed",), d.get("val_seed", 0), lo=0)
+    options = d.get("options") or {}
+    if not isinstance(options, dict):
+        raise where.error(path + ("options",), "options must be a mapping of the dataset loader's arguments")
+    return DatasetSpec(name, train_size, val, recipes["recipe"], recipes["recipe_cuda"], str(d.get("label", name)),
+                       val_seed, options)
 
 
 def _check_recipe(where: _Where, path: tuple, r: dict) -> None:
@@ -285,66 +291,10 @@ def _check_recipe(where: _Where, path: tuple, r: dict) -> None:
 
 def _forget(where: _Where, i: int, f: Any) -> ForgetSpec:
     path = ("forget", i)
-    line = where.lines.get(path, 0)
-    if not isinstance(f, dict):
-        raise where.error(path, f"a forget set is a mapping such as {{random: 0.1}}; got {f!r}")
-    label = f.get("label")
-    kinds = [k for k in f if k != "label"]
-    if len(kinds) != 1 or kinds[0] not in FORGET_KINDS:
-        raise where.error(path, f"a forget set has exactly one kind of {list(FORGET_KINDS)}; got {kinds}")
-    kind = kinds[0]
-    v = f[kind]
-    p = path + (kind,)
-    if kind == "random":
-        if isinstance(v, dict):
-            v = v.get("fraction", v.get("count"))
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise where.error(p, f"random takes a fraction in (0, 1) or a count >= 1, got {v!r}")
-        if isinstance(v, int) or (v >= 1 and v == int(v)):
-            args = {"count": _int(where, p, int(v), lo=1)}
-        else:
-            args = {"fraction": _fraction(where, p, v)}
-        default = f"random-{v}"
-    elif kind == "class":
-        classes = v if isinstance(v, list) else [v]
-        args = {"classes": [_int(where, p, c, lo=0) for c in classes]}
-        default = "class-" + "-".join(map(str, args["classes"]))
-    elif kind == "subclass":
-        if not isinstance(v, dict) or "class" not in v:
-            raise where.error(p, "subclass takes {class: C, clusters: K, cluster: J}")
-        unknown = set(v) - {"class", "clusters", "cluster"}
-        if unknown:
-            raise where.error(p, f"unknown subclass keys {sorted(unknown)}")
-        args = {"label": _int(where, p + ("class",), v["class"], lo=0),
-                "clusters": _int(where, p + ("clusters",), v.get("clusters", 4), lo=2),
-                "cluster": _int(where, p + ("cluster",), v.get("cluster", 0), lo=0)}
-        if args["cluster"] >= args["clusters"]:
-            raise where.error(p, f"cluster must be < clusters ({args['clusters']})")
-        default = f"subclass-{args['label']}.{args['cluster']}of{args['clusters']}"
-    elif kind == "memorization":
-        if not isinstance(v, dict):
-            raise where.error(p, "memorization takes {bin: low|mid|high|mix, count: N or fraction: F}")
-        unknown = set(v) - {"bin", "count", "fraction", "score"}
-        if unknown:
-            raise where.error(p, f"unknown memorization keys {sorted(unknown)}")
-        b = v.get("bin", "high")
-        if b not in MEMORIZATION_BINS:
-            raise where.error(p + ("bin",), f"bin must be one of {list(MEMORIZATION_BINS)}, got {b!r}")
-        score = v.get("score", "confidence")
-        if score not in MEMORIZATION_SCORES:
-            raise where.error(p + ("score",), f"score must be one of {list(MEMORIZATION_SCORES)}, got {score!r}")
-        if ("count" in v) == ("fraction" in v):
-            raise where.error(p, "give exactly one of count or fraction")
-        size = ({"count": _int(where, p + ("count",), v["count"], lo=1)} if "count" in v
-                else {"fraction": _fraction(where, p + ("fraction",), v["fraction"])})
-        args = {"bin": b, "score": score, **size}
-        default = f"memorization-{b}-{next(iter(size.values()))}"
-    else:  # predicate
-        if not isinstance(v, str) or not v.strip():
-            raise where.error(p, "predicate takes an SQL condition, e.g. \"label = 3 AND id % 2 = 0\"")
-        args = {"predicate": v}
-        default = "where " + " ".join(v.split())[:48]
-    return ForgetSpec(kind, args, str(label) if label else default, line)
+    try:
+        return ForgetSpec.from_mapping({f: True} if f == "dataset" else f, line=where.lines.get(path, 0))
+    except ForgetSpecError as e:
+        raise where.error(path + e.where, str(e)) from None
 
 
 def _methods(where: _Where, raw: dict) -> tuple[MethodSpec, ...]:
@@ -387,7 +337,7 @@ def _methods(where: _Where, raw: dict) -> tuple[MethodSpec, ...]:
             raise where.error(path, f"bad {name} parameters: {e}") from None
         tune = spec.get("tune")
         if tune:
-            tune = {**{"budget": 6, "objective": "avg_gap"}, **tune_defaults, **(tune if isinstance(tune, dict) else {})}
+            tune = {"budget": 6, "objective": "avg_gap", **tune_defaults, **(tune if isinstance(tune, dict) else {})}
             _check_tune(where, path + ("tune",), tune)
             if not cls.search_space:
                 raise where.error(path + ("tune",), f"{name} has no search space to tune")
@@ -408,7 +358,8 @@ def _check_tune(where: _Where, path: tuple, t: dict) -> None:
     if "budget" in t:
         _int(where, path + ("budget",), t["budget"], lo=1)
     if "objective" in t and t["objective"] not in OBJECTIVES:
-        raise where.error(path + ("objective",), f"unknown objective {t['objective']!r}; use one of {sorted(OBJECTIVES)}")
+        raise where.error(path + ("objective",),
+                          f"unknown objective {t['objective']!r}; use one of {sorted(OBJECTIVES)}")
 
 
 def _metrics(where: _Where, v: Any) -> tuple[str, ...] | None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,8 @@ from .datasets import ArrayDataset, labels_of, subset
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .datasets import Data
 
 
 def _check_ids(ids: torch.Tensor, n: int, what: str = "forget ids") -> torch.Tensor:
@@ -277,17 +279,194 @@ class ForgetSplit:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+class ForgetSpecError(ValueError):
+    """A bad forget-set spec; ``where`` is the key path inside the mapping (for YAML line numbers)."""
+
+    def __init__(self, message: str, where: tuple = ()) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+#: the kinds of forget set a spec can name (string form ``kind:arg``, mapping form ``{kind: arg}``);
+#: ``dataset`` is the data's own forget set (``TextData.forget_split()``, e.g. the people scenario's)
+FORGET_KINDS = ("random", "class", "subclass", "memorization", "predicate", "ids", "dataset")
+MEMORIZATION_SCORES = ("confidence", "max_conf", "entropy", "bi_acc")
+MEMORIZATION_BINS = ("low", "mid", "high", "mix")
+
+
+def _int_arg(v: Any, where: tuple, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ForgetSpecError(f"expected an integer, got {v!r}", where)
+    if v < lo:
+        raise ForgetSpecError(f"must be >= {lo}, got {v}", where)
+    return v
+
+
+def _fraction_arg(v: Any, where: tuple) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+        raise ForgetSpecError(f"a fraction must be a number in (0, 1), got {v!r}", where)
+    return float(v)
+
+
+@dataclass(frozen=True)
+class ForgetSpec:
+    """Which examples to forget, before there is data: the one parser of ``class:3``, ``random:0.1``,
+    ``random:50`` (a count), ``ids:4,8,15`` or ``predicate:label = 3``, and of the YAML mappings of
+    bench configs (``{subclass: {class: 8, clusters: 3}}``, ``{memorization: {bin: high, count: 60}}``).
+
+    ``label`` names the forget set in results (bench cell files carry it, so defaults never change);
+    ``line`` is the config line it came from. :meth:`split` resolves it against a dataset.
+    """
+
+    kind: str
+    args: dict[str, Any]
+    label: str
+    line: int = 0
+
+    @classmethod
+    def parse(cls, spec: "str | dict | ForgetSpec") -> "ForgetSpec":
+        """A spec from its string or mapping form (or itself)."""
+        if isinstance(spec, ForgetSpec):
+            return spec
+        if isinstance(spec, dict):
+            return cls.from_mapping(spec)
+        if not isinstance(spec, str):
+            raise ForgetSpecError(f"a forget spec is a string such as 'class:3' or a mapping; got {spec!r}")
+        kind, _, arg = spec.partition(":")
+        kind, arg = kind.strip(), arg.strip()
+        if kind == "dataset" and not arg:
+            return cls.from_mapping({kind: True})
+        if kind not in FORGET_KINDS or not arg or kind in ("subclass", "memorization"):
+            raise ForgetSpecError(f"bad forget spec {spec!r}: use random:FRACTION, random:COUNT, class:C[,C...], "
+                                  "ids:I[,I...] predicate:SQL or dataset (subclass and memorization need a mapping)")
+        if kind == "predicate":
+            return cls.from_mapping({kind: arg})
+        try:
+            values = [float(a) if "." in a or "e" in a.lower() else int(a) for a in arg.split(",")]
+        except ValueError:
+            raise ForgetSpecError(f"bad forget spec {spec!r}: {arg!r} is not a number list") from None
+        return cls.from_mapping({kind: values if kind in ("class", "ids") and len(values) > 1 else values[0]})
+
+    @classmethod
+    def from_mapping(cls, f: dict, line: int = 0) -> "ForgetSpec":
+        """A spec from ``{kind: arg, label: optional}``; errors carry the offending key path."""
+        if not isinstance(f, dict):
+            raise ForgetSpecError(f"a forget set is a mapping such as {{random: 0.1}}; got {f!r}")
+        label = f.get("label")
+        kinds = [k for k in f if k != "label"]
+        if len(kinds) != 1 or kinds[0] not in FORGET_KINDS:
+            raise ForgetSpecError(f"a forget set has exactly one kind of {list(FORGET_KINDS)}; got {kinds}")
+        kind = kinds[0]
+        v, p = f[kind], (kind,)
+        if kind == "random":
+            if isinstance(v, dict):
+                v = v.get("fraction", v.get("count"))
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ForgetSpecError(f"random takes a fraction in (0, 1) or a count >= 1, got {v!r}", p)
+            if isinstance(v, int) or (v >= 1 and v == int(v)):
+                args: dict[str, Any] = {"count": _int_arg(int(v), p, lo=1)}
+            else:
+                args = {"fraction": _fraction_arg(v, p)}
+            default = f"random-{v}"
+        elif kind in ("class", "ids"):
+            values = v if isinstance(v, list) else [v]
+            key = "classes" if kind == "class" else "ids"
+            args = {key: [_int_arg(c, p, lo=0) for c in values]}
+            if kind == "ids" and not values:
+                raise ForgetSpecError("ids takes a non-empty list of training-set positions", p)
+            default = ("class-" + "-".join(map(str, args["classes"])) if kind == "class"
+                       else f"ids-{len(values)}-{hashlib.sha256(str(args['ids']).encode()).hexdigest()[:8]}")
+        elif kind == "dataset":
+            if v is not True:
+                raise ForgetSpecError("dataset takes no argument: it names the data's own forget set", p)
+            args, default = {}, "dataset"
+        elif kind == "subclass":
+            if not isinstance(v, dict) or "class" not in v:
+                raise ForgetSpecError("subclass takes {class: C, clusters: K, cluster: J}", p)
+            unknown = set(v) - {"class", "clusters", "cluster"}
+            if unknown:
+                raise ForgetSpecError(f"unknown subclass keys {sorted(unknown)}", p)
+            args = {"label": _int_arg(v["class"], p + ("class",), lo=0),
+                    "clusters": _int_arg(v.get("clusters", 4), p + ("clusters",), lo=2),
+                    "cluster": _int_arg(v.get("cluster", 0), p + ("cluster",), lo=0)}
+            if args["cluster"] >= args["clusters"]:
+                raise ForgetSpecError(f"cluster must be < clusters ({args['clusters']})", p)
+            default = f"subclass-{args['label']}.{args['cluster']}of{args['clusters']}"
+        elif kind == "memorization":
+            if not isinstance(v, dict):
+                raise ForgetSpecError("memorization takes {bin: low|mid|high|mix, count: N or fraction: F}", p)
+            unknown = set(v) - {"bin", "count", "fraction", "score"}
+            if unknown:
+                raise ForgetSpecError(f"unknown memorization keys {sorted(unknown)}", p)
+            b = v.get("bin", "high")
+            if b not in MEMORIZATION_BINS:
+                raise ForgetSpecError(f"bin must be one of {list(MEMORIZATION_BINS)}, got {b!r}", p + ("bin",))
+            score = v.get("score", "confidence")
+            if score not in MEMORIZATION_SCORES:
+                raise ForgetSpecError(f"score must be one of {list(MEMORIZATION_SCORES)}, got {score!r}",
+                                      p + ("score",))
+            if ("count" in v) == ("fraction" in v):
+                raise ForgetSpecError("give exactly one of count or fraction", p)
+            size = ({"count": _int_arg(v["count"], p + ("count",), lo=1)} if "count" in v
+                    else {"fraction": _fraction_arg(v["fraction"], p + ("fraction",))})
+            args = {"bin": b, "score": score, **size}
+            default = f"memorization-{b}-{next(iter(size.values()))}"
+        else:  # predicate
+            if not isinstance(v, str) or not v.strip():
+                raise ForgetSpecError("predicate takes an SQL condition, e.g. \"label = 3 AND id % 2 = 0\"", p)
+            args = {"predicate": v}
+            default = "where " + " ".join(v.split())[:48]
+        return cls(kind, args, str(label) if label else default, line)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The mapping form (``from_mapping(spec.to_mapping()) == spec``), for configs built in code."""
+        a = self.args
+        arg: Any = {"random": lambda: a.get("fraction", a.get("count")), "class": lambda: a.get("classes"),
+                    "ids": lambda: a.get("ids"), "predicate": lambda: a.get("predicate"), "dataset": lambda: True,
+                    "subclass": lambda: {"class": a["label"], "clusters": a["clusters"], "cluster": a["cluster"]},
+                    "memorization": lambda: dict(a)}[self.kind]()
+        return {self.kind: arg, "label": self.label}
+
+    @property
+    def needs_scores(self) -> bool:
+        """Whether :meth:`split` needs per-example scores of the original (memorization sets)."""
+        return self.kind == "memorization"
+
+    def split(self, data: "Data | Dataset", seed: int = 0, *, scores: Any = None) -> ForgetSplit:
+        """The split of ``data`` (a ``Data`` or its training set) this spec names; ``seed`` draws
+        random sets and seeds sub-class clustering; ``scores`` (one per training example, higher =
+        more memorized) rank memorization sets and come from the original model, which data cannot know."""
+        from .datasets import Data
+
+        train = data.train if isinstance(data, Data) else data
+        a = self.args
+        if self.kind == "random":
+            return ForgetSplit.random(train, a.get("fraction"), count=a.get("count"), seed=seed)
+        if self.kind == "class":
+            return ForgetSplit.by_class(train, a["classes"])
+        if self.kind == "ids":
+            return ForgetSplit.from_ids(train, a["ids"])
+        if self.kind == "dataset":
+            own = getattr(data, "forget_split", None)
+            if own is None:
+                raise ValueError("'dataset' names the data's own forget set: pass the Data (e.g. a TextData), "
+                                 "not its training set")
+            return own()
+        if self.kind == "subclass":
+            return ForgetSplit.subclass(train, a["label"], clusters=a["clusters"], cluster=a["cluster"], seed=seed)
+        if self.kind == "predicate":
+            columns = data.train_table if isinstance(data, Data) else None
+            return ForgetSplit.where(table_of(train, columns), a["predicate"])
+        if scores is None:
+            raise ValueError(f"forget set {self.label!r} ranks examples by the original's {a['score']!r} score: "
+                             "pass scores=")
+        return ForgetSplit.by_score(train, scores, bin=a["bin"], count=a.get("count"), fraction=a.get("fraction"))
+
+
 def parse_forget_spec(spec: str, dataset: Dataset, seed: int = 0) -> ForgetSplit:
-    """Parse the CLI forms ``random:0.1``, ``random:100`` (a count), ``class:3`` or ``class:3,5``."""
-    kind, _, arg = spec.partition(":")
-    if kind == "random" and arg:
-        value = float(arg)
-        if value >= 1 and value == int(value):
-            return ForgetSplit.random(dataset, count=int(value), seed=seed)
-        return ForgetSplit.random(dataset, fraction=value, seed=seed)
-    if kind == "class" and arg:
-        return ForgetSplit.by_class(dataset, [int(c) for c in arg.split(",")])
-    raise ValueError(f"bad forget spec {spec!r}: use random:FRACTION, random:COUNT or class:C[,C...]")
+    """The split a spec string names (``random:0.1``, ``random:100``, ``class:3,5``, ``ids:1,2``):
+    ``ForgetSpec.parse(spec).split(dataset, seed)``."""
+    return ForgetSpec.parse(spec).split(dataset, seed)
 
 
 def table_of(dataset: Dataset, columns: "pd.DataFrame | None" = None) -> "pd.DataFrame":

@@ -1,4 +1,4 @@
-"""One self-contained HTML report from a bench results directory (see :mod:`obliviate.bench.runner`).
+"""One self-contained HTML report from a bench results directory (see :mod:`obliviate.bench.results`).
 
 The page needs nothing but a browser: styles are inline and figures are embedded PNGs, so it can be
 mailed, archived or attached to a paper's supplement as one file.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..bench.runner import iter_cells, read_table, summarize, tidy
+from ..bench.results import iter_cells, read_table, summarize, tidy
 from ..io import atomic_write_text, read_json
 from .html import render
 

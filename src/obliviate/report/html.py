@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..bench.runner import TIMING_METRICS
+from ..bench.results import TIMING_METRICS
 from . import plots
 
 ARROW = {"higher": "↑", "lower": "↓", "closer to oracle": "≈"}
