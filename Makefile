@@ -53,7 +53,7 @@ docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 bench: setup
-	$(BIN)/python benchmarks/core.py
+	$(BIN)/obliviate bench benchmarks/core.yaml --out runs/bench/core
 
 clean:
 	rm -rf $(VENV) runs site

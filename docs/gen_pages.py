@@ -9,7 +9,8 @@ committed. Two things are generated:
   and text files shown as they are);
 - markers inside hand-written pages: ``<!-- leaderboard: RUN -->`` becomes the Markdown leaderboard
   of the bench run in ``benchmarks/results/RUN/``, ``<!-- lm-table: FILE KIND -->`` a table of an
-  ``lm-demo`` result file (KIND: ``sequence``, ``entity``, ``relearn`` or ``more``).
+  ``lm-demo`` result file (KIND: ``sequence``, ``entity``, ``relearn`` or ``more``),
+  ``<!-- metrics: MODALITY -->`` the metric catalogue's rows for that modality, read from the code.
 
 ``python docs/gen_pages.py [OUT_DIR]`` writes the generated page to OUT_DIR (default: print it).
 """
@@ -28,10 +29,11 @@ RESULTS_PAGE = "benchmarks/results.md"
 
 #: folder -> (section title, one line on what produced it); folders not listed get a generic section
 SECTIONS: dict[str, tuple[str, str]] = {
-    "methods-digits": ("Method benchmark", "`benchmarks/methods.py`: every method, 3 seeds, two oracles, "
-                       "cost vs retrain and vs one forward+backward pass over D_f"),
+    "methods-digits": ("Method benchmark", "every method, 3 seeds, two oracles, cost vs retrain and vs one forward+backward pass "
+                       "over D_f (measured by the former `benchmarks/methods.py`; now `benchmarks/methods-digits.yaml`)"),
     "methods-fashion-mnist": ("Method benchmark", ""),
-    "digits": ("Core methods", "`benchmarks/core.py`: the core methods vs the oracle, random 10% and class 3"),
+    "digits": ("Core methods", "the core methods vs the oracle, random 10% and class 3 (measured by the former "
+              "`benchmarks/core.py`; now `obliviate bench benchmarks/core.yaml`)"),
     "fashion-mnist": ("Core methods", ""),
     "demo-digits": ("Demo", "`obliviate demo --out DIR` on digits"),
     "memorization": ("Memorization proxies", "`benchmarks/memorization_proxies.py`: proxies vs Feldman's estimate"),
@@ -175,13 +177,31 @@ def results_page() -> str:
     return "\n".join(out) + "\n"
 
 
-_MARKER = re.compile(r"<!-- (leaderboard|lm-table): ([^ ]+)(?: ([a-z]+))? -->")
+def metrics_table(modality: str) -> str:
+    """The metric catalogue (``obliviate.metrics.METRICS``) for one modality, as the code declares it."""
+    from obliviate.metrics import METRICS
+
+    head = ["metric", "meaning", "kind", "direction", "ideal", "source"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in METRICS.values():
+        if modality not in {getattr(x, "value", str(x)) for x in m.modalities}:
+            continue
+        direction = getattr(m.direction, "value", str(m.direction))
+        ideal = getattr(m, "ideal_label", m.ideal)
+        cells = [f"`{m.name}`", m.description, m.kind, str(direction), str(ideal), m.source or "—"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_MARKER = re.compile(r"<!-- (leaderboard|lm-table|metrics): ([^ ]+)(?: ([a-z]+))? -->")
 
 
 def expand_markers(markdown: str) -> str:
     def sub(m: re.Match[str]) -> str:
         if m.group(1) == "leaderboard":
             return leaderboard(m.group(2))
+        if m.group(1) == "metrics":
+            return metrics_table(m.group(2))
         return lm_table(m.group(2), m.group(3) or "sequence")
     return _MARKER.sub(sub, markdown)
 
