@@ -31,20 +31,30 @@ from ..data.splits import ForgetSplit
 from ..io import read_json, write_json
 from ..methods import unlearn
 from ..methods.base import get
+from ..metrics.catalogue import METRICS, Modality
 from ..models.log import training_log
 from ..train import Recipe, train
 from ..utils import progress_bar
-from .evaluate import evaluate
-from .report import Report
+from .evaluate import evaluate, modality_of
 from .oracles import validation_seed
+from .report import Report
 
-#: objective name -> (metrics it needs, loss to minimise from a report)
-OBJECTIVES: dict[str, Callable[[Report], float]] = {
-    "avg_gap": lambda r: r["avg_gap"],
-    "tow": lambda r: -r["tow"],
-    "tow_mia": lambda r: -r["tow_mia"],
+
+def _objective(name: str) -> Callable[[Report], float]:
+    """The loss to minimise for one catalogue metric, read from its declared direction: −value
+    (higher is better), value (lower), or the gap to its ideal (the oracle's value)."""
+    spec = METRICS[name]
+    return lambda r: spec.loss(r[name], (r.oracle or {}).get(name))
+
+
+#: objective name -> loss to minimise from a report: every catalogue metric (composites are the usual choice)
+OBJECTIVES: dict[str, Callable[[Report], float]] = {name: _objective(name) for name in METRICS}
+#: what each modality's trials are judged on (the objective's metric is added when missing)
+_METRICS = {
+    Modality.CLASSIFICATION: ["forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap", "tow", "tow_mia"],
+    Modality.CAUSAL_LM: ["forget_ma", "retain_ma", "test_ma", "avg_gap_ma"],
 }
-_METRICS = ["forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap", "tow", "tow_mia"]
+_DEFAULT_OBJECTIVE = {Modality.CLASSIFICATION: "avg_gap", Modality.CAUSAL_LM: "avg_gap_ma"}
 
 
 @dataclasses.dataclass
@@ -91,7 +101,7 @@ def tune(
     oracle: nn.Module | None = None,
     recipe: Recipe | None = None,
     budget: int = 8,
-    objective: str | Callable[[Report], float] = "avg_gap",
+    objective: str | Callable[[Report], float] | None = None,
     space: dict[str, Sequence[Any]] | None = None,
     fixed: dict[str, Any] | None = None,
     seed: int = 0,
@@ -100,21 +110,28 @@ def tune(
 ) -> TuneResult:
     """Search ``method``'s hyper-parameters for the unlearned model closest to a validation oracle.
 
-    ``data.val`` is required (``data.with_validation()``): the objective's "test" accuracy is
-    measured on it. ``original`` defaults to a model of ``recipe`` (default
+    ``data.val`` is required (``data.with_validation()``): the objective's "test" rows are
+    measured on it (for text data, γ too). ``original`` defaults to a model of ``recipe`` (default
     ``Recipe.default_for(data)``) trained with ``seed``; ``oracle`` to the recipe retrained on the
-    retain set with seed ``seed + 1000``. ``objective``: "avg_gap" (default, minimised), "tow",
-    "tow_mia" (maximised) or a function of the :class:`Report` returning a loss to minimise.
-    ``fixed`` are overrides applied to every trial. Diverged runs are recorded but never chosen.
+    retain set with the validation seed (:func:`~obliviate.evaluation.oracles.validation_seed`).
+    ``objective``: a catalogue metric, optimised in its declared direction (``avg_gap`` by default
+    for classifiers, ``avg_gap_ma`` for language models; ``tow``, ``forget_ma``, ...), or a function
+    of the :class:`Report` returning a loss to minimise. ``fixed`` are overrides applied to every
+    trial. Diverged runs are recorded but never chosen.
     """
     if data.val is None:
         raise ValueError("tune selects on a validation set so the test set stays unseen: "
                          "pass data.with_validation() (it carves one out of the test set)")
     if budget < 1:
         raise ValueError(f"budget must be >= 1 trial, got {budget}")
-    score_of = OBJECTIVES.get(objective) if isinstance(objective, str) else objective
-    if score_of is None:
-        raise ValueError(f"unknown objective {objective!r}; use one of {sorted(OBJECTIVES)} or a function")
+    modality = modality_of(data)
+    objective = _DEFAULT_OBJECTIVE[modality] if objective is None else objective
+    if isinstance(objective, str) and (objective not in METRICS or modality not in METRICS[objective].modalities):
+        raise ValueError(f"unknown objective {objective!r} for {modality.value} models; use a metric of "
+                         f"ob.metrics.available({modality.value!r}) or a function")
+    score_of = OBJECTIVES[objective] if isinstance(objective, str) else objective
+    judged = _METRICS[modality] + ([objective] if isinstance(objective, str) and objective not in _METRICS[modality]
+                                   else [])
     cls = get(method)
     space = dict(cls.search_space if space is None else space)
     unknown = sorted(set(space) - {f.name for f in dataclasses.fields(cls.Params)})
@@ -139,10 +156,12 @@ def tune(
         params = {**fixed, **config}
         result = unlearn(original, data.train, split, method=method, seed=seed, val=data.val, recipe=recipe,
                          device=device, progress=False, **params)
-        report = evaluate(result, selection, split, oracle=oracle, metrics=_METRICS, device=device)
+        report = evaluate(result, selection, split, oracle=oracle, metrics=judged, device=device,
+                          original=original if modality is Modality.CAUSAL_LM else None)
         score = math.inf if result.diverged else float(score_of(report))
+        measured = {k.replace("test_", "val_"): report[k] for k in judged if k in report}
         rows.append({**{n: defaults[n] for n in space}, **config, "score": score, "diverged": result.diverged,
-                     "seconds": result.seconds, **{k.replace("test_", "val_"): report[k] for k in _METRICS if k in report}})
+                     "seconds": result.seconds, **measured})
         if score < best_score:
             best, best_score = params, score
         bar.update()
