@@ -29,19 +29,20 @@ RESULTS_PAGE = "benchmarks/results.md"
 
 #: folder -> (section title, one line on what produced it); folders not listed get a generic section
 SECTIONS: dict[str, tuple[str, str]] = {
-    "methods-digits": ("Method benchmark", "every method, 3 seeds, two oracles, cost vs retrain and vs one forward+backward pass "
-                       "over D_f (measured by the former `benchmarks/methods.py`; now `benchmarks/methods-digits.yaml`)"),
+    "methods-digits": ("Method benchmark", ("every method, 3 seeds, two oracles, cost vs retrain and vs one forward+backward "
+                                            "pass over D_f (measured by the former `benchmarks/methods.py`; now "
+                                            "`benchmarks/methods-digits.yaml`)")),
     "methods-fashion-mnist": ("Method benchmark", ""),
-    "digits": ("Core methods", "the core methods vs the oracle, random 10% and class 3 (measured by the former "
-              "`benchmarks/core.py`; now `obliviate bench benchmarks/core.yaml`)"),
+    "digits": ("Core methods", ("the core methods vs the oracle, random 10% and class 3 (measured by the former "
+                                "`benchmarks/core.py`; now `obliviate bench benchmarks/core.yaml`)")),
     "fashion-mnist": ("Core methods", ""),
     "demo-digits": ("Demo", "`obliviate demo --out DIR` on digits"),
     "memorization": ("Memorization proxies", "`benchmarks/memorization_proxies.py`: proxies vs Feldman's estimate"),
     "detect": ("Detection", "`benchmarks/detect_unlearn.py`: detect injected label noise, unlearn it"),
     "sisa": ("SISA", "`benchmarks/sisa.py`: deletion vs retrain, accuracy vs one model, exactness"),
     "certified": ("Certified removal", "`benchmarks/certified.py`: certified removal vs retrain"),
-    "tabular": ("Sequential requests on randhie", "`benchmarks/tabular_requests.py`: five predicate deletions, "
-                "each vs its own oracle"),
+    "tabular": ("Sequential requests on randhie", ("`benchmarks/tabular_requests.py`: five predicate deletions, "
+                                                   "each vs its own oracle")),
     "neurips23": ("NeurIPS 2023 score", "`benchmarks/neurips23_digits.py`"),
     "ensemble": ("Ensemble", "`benchmarks/ensemble_speed.py`: K oracles as one vectorised ensemble"),
     "mia-fix": ("MIA-efficacy fix", "`benchmarks/mia_before_after.py`: the old vs SalUn's MIA-efficacy"),
@@ -56,7 +57,7 @@ def _demote(md: str, min_level: int = 3) -> str:
     def fix(m: re.Match[str]) -> str:
         level = len(m.group(1))
         return "#" * max(level, min_level) + " "
-    return re.sub(r"^(#{1,6}) ", fix, md, flags=re.M)
+    return re.sub(r"^(#{1,6}) ", fix, md, flags=re.MULTILINE)
 
 
 def is_bench_run(folder: Path) -> bool:
@@ -143,15 +144,15 @@ def _file_block(f: Path) -> str:
 def results_page() -> str:
     """``benchmarks/results.md``: every folder of ``benchmarks/results/``, grouped by section."""
     out = ["# Results", "",
-           "Generated from the files under `benchmarks/results/` when this site is built: re-running a "
-           "benchmark and rebuilding (`make docs`) updates this page. How each was run is on "
-           "[Benchmarks](index.md).", ""]
+           ("Generated from the files under `benchmarks/results/` when this site is built: re-running a "
+            "benchmark and rebuilding (`make docs`) updates this page. How each was run is on "
+            "[Benchmarks](index.md)."), ""]
     folders = sorted(p for p in RESULTS.iterdir() if p.is_dir()) if RESULTS.is_dir() else []
     runs = [p for p in folders if is_bench_run(p)]
     if runs:
         out += ["## Bench runs", "",
-                "Leaderboards of `obliviate bench` runs, rendered from each run's `summary.csv` and "
-                "`manifest.json` (mean over seeds, best first; oracle B is the noise floor).", ""]
+                ("Leaderboards of `obliviate bench` runs, rendered from each run's `summary.csv` and "
+                 "`manifest.json` (mean over seeds, best first; oracle B is the noise floor)."), ""]
         for p in runs:
             out += [f"### {p.name}", "", f"Config: `benchmarks/results/{p.name}/config.yaml`.", "",
                     _demote(leaderboard(p.name), 4), ""]
