@@ -50,7 +50,8 @@ def test_the_fixture_memorizes_and_the_adapter_scores_per_sequence():
     assert seen.ma.mean() > 0.8 > 0.6 > unseen.ma.mean()
     # extraction: greedy completion of the code given its prompt (only the code's tokens are scored)
     codes = [t.split(" is ") for t in SECRETS]
-    probe = TextDataset.from_texts(tok, [" " + c for _, c in codes], T, prompts=[p + " is" for p, _ in codes], eos=False)
+    probe = TextDataset.from_texts(tok, [" " + c for _, c in codes], T, prompts=[p + " is" for p, _ in codes],
+                                   eos=False)
     extracted = lme.sequence_scores(model, probe).extracted
     assert extracted[:20].mean() >= 0.6 and not extracted[20:].any()
     task = ob.objectives.task_for(model, data)
@@ -192,7 +193,7 @@ def _spied(base, per_epoch):
 
         def finish(self, model, ctx):
             spy.theta = {k: v.detach().clone() for k, v in model.named_parameters()}
-            spy.switched = getattr(self, "switched", None)
+            spy.switched = ctx.state.get("switched")
             return super().finish(model, ctx)
 
     return Spied, spy

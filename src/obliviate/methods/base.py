@@ -101,6 +101,10 @@ class Context:
     check_every: int = 25
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: what a method computes for this run and reads across its hooks (γ, reference likelihoods,
+    #: refusal rows, control vectors, TAU's switch point): it lives and dies with the run, never on
+    #: the method instance, so one instance can run twice, or nested, without leaking state
+    state: dict[str, Any] = field(default_factory=dict)
     safe_state: dict[str, torch.Tensor] | None = None
     _probe: Any = None
     _probe_ref: float | None = None
@@ -168,7 +172,8 @@ class Context:
 class Method:
     """An unlearning algorithm: a frozen ``Params`` dataclass and a ``run`` returning the model.
 
-    ``run`` receives a private copy of the original and may update it in place.
+    ``run`` receives a private copy of the original and may update it in place. Per-run state goes
+    in locals or ``ctx.state``, never on ``self``.
     """
 
     name: ClassVar[str]

@@ -49,9 +49,9 @@ class IdK(LMMethod):
         tok = getattr(ctx.task, "tokenizer", None)
         if tok is None:
             raise ValueError("idk writes refusals and needs the tokenizer: pass task=CausalLMTask(tokenizer)")
-        self.refusals = refusal_rows(ctx.forget, tok, self.params.refusal)
+        ctx.state["refusals"] = refusal_rows(ctx.forget, tok, self.params.refusal)
 
     def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
                       ) -> torch.Tensor:
-        target = ctx.task.to(self.refusals.batch(rows), ctx.device)
+        target = ctx.task.to(ctx.state["refusals"].batch(rows), ctx.device)
         return ctx.task.losses(ctx.task.logits(model, target), target)

@@ -147,7 +147,8 @@ def stop_met(scores: torch.Tensor, gamma: float, rule: str) -> bool:
 
 class LMMethod(Method):
     """Base of the loop-driven methods: subclasses define :meth:`forget_losses` (per sequence, to
-    minimise) and may override :meth:`setup`, :meth:`active`, :meth:`forget_scores` and :meth:`finish`."""
+    minimise) and may override :meth:`setup`, :meth:`active`, :meth:`forget_scores` and :meth:`finish`.
+    The run's γ is ``ctx.state["gamma"]``; hooks keep their own per-run state in ``ctx.state`` too."""
 
     Params = LMParams
     modalities = frozenset({"classification", "lm"})
@@ -155,7 +156,7 @@ class LMMethod(Method):
     def setup(self, model: nn.Module, ctx: Context) -> None:
         """Per-run preparation (reference likelihoods, control vectors) before the first step."""
 
-    def param_pattern(self) -> str | None:
+    def param_pattern(self, ctx: Context) -> str | None:
         """Which parameters the optimiser updates (a regular expression; None = all)."""
         return self.params.params
 
@@ -163,15 +164,16 @@ class LMMethod(Method):
                       ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def active(self, scores: torch.Tensor) -> torch.Tensor:
+    def active(self, scores: torch.Tensor, ctx: Context) -> torch.Tensor:
         """[B] which rows of the batch the step uses, from their current MA ``scores``."""
         p: LMParams = self.params  # type: ignore[assignment]
         if p.mem_threshold is not None:
             chosen = scores >= p.mem_threshold
             chosen[scores.argmax()] = True  # the first of the batch's most memorized rows
             return chosen
-        if p.selective and self.gamma is not None:
-            return scores > self.gamma
+        gamma = ctx.state["gamma"]
+        if p.selective and gamma is not None:
+            return scores > gamma
         return torch.ones_like(scores, dtype=torch.bool)
 
     def forget_scores(self, model: nn.Module, ctx: Context) -> torch.Tensor:
@@ -195,9 +197,10 @@ class LMMethod(Method):
         if len(ctx.forget) == 0:
             raise ValueError("the forget set is empty")
         p: LMParams = self.params  # type: ignore[assignment]
-        self.gamma = threshold(ctx, p)
+        gamma = ctx.state["gamma"] = threshold(ctx, p)
         self.setup(model, ctx)
-        opt = torch.optim.Adam(trainable(model, self.param_pattern()), lr=p.lr, betas=(0.9, 0.98), weight_decay=p.weight_decay)
+        opt = torch.optim.Adam(trainable(model, self.param_pattern(ctx)), lr=p.lr, betas=(0.9, 0.98),
+                               weight_decay=p.weight_decay)
         n = len(ctx.forget)
         bs = n if p.batch_size is None else min(p.batch_size, n)
         per_epoch = math.ceil(n / bs)
@@ -208,7 +211,6 @@ class LMMethod(Method):
         if p.alpha > 0:
             retain_iter = (weighted(ctx.retain, p.retain_batch_size, ctx.generator) if hasattr(ctx.retain, "weights")
                            else cycle(ctx.task, ctx.retain, p.retain_batch_size, ctx.generator))
-        gamma = self.gamma
 
         def met(scores: torch.Tensor) -> bool:
             return gamma is not None and p.stop != "none" and stop_met(scores, gamma, p.stop)
@@ -231,7 +233,7 @@ class LMMethod(Method):
                     if met(scores):
                         stopped = i
                         break
-            active = self.active(scores[rows]).to(logits.device)
+            active = self.active(scores[rows], ctx).to(logits.device)
             seen = scores[torch.isfinite(scores)]
             row = {"step": i, "forget_ma_mean": float(seen.mean()), "forget_active": int(active.sum())}
             if gamma is not None:

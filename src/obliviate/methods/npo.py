@@ -38,13 +38,13 @@ class NPO(LMMethod):
 
     @torch.no_grad()
     def setup(self, model: nn.Module, ctx: Context) -> None:
-        self.ref = torch.empty(len(ctx.forget), device=ctx.device)
+        ref = ctx.state["ref"] = torch.empty(len(ctx.forget), device=ctx.device)
         for rows, batch in ctx.task.batches(ctx.forget, 64):
             batch = ctx.task.to(batch, ctx.device)
-            self.ref[rows.to(ctx.device)] = ctx.task.logprob(ctx.task.logits(ctx.original, batch), batch).float()
+            ref[rows.to(ctx.device)] = ctx.task.logprob(ctx.task.logits(ctx.original, batch), batch).float()
 
     def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
                       ) -> torch.Tensor:
         beta = self.params.beta
-        ratio = ctx.task.logprob(logits, batch) - self.ref[rows.to(ctx.device)]
+        ratio = ctx.task.logprob(logits, batch) - ctx.state["ref"][rows.to(ctx.device)]
         return -2.0 / beta * F.logsigmoid(-beta * ratio)

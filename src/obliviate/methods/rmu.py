@@ -57,13 +57,13 @@ class RMU(LMMethod):
     def setup(self, model: nn.Module, ctx: Context) -> None:
         p = self.params
         prefix, blist = blocks(model)
-        self.layer = (len(blist) - 1) // 2 if p.layer is None else p.layer
-        if not 0 <= self.layer < len(blist):
+        layer = (len(blist) - 1) // 2 if p.layer is None else p.layer
+        if not 0 <= layer < len(blist):
             raise ValueError(f"layer must be in 0..{len(blist) - 1}, got {p.layer}")
-        lays = "|".join(str(i) for i in range(max(0, self.layer - 2), self.layer + 1))
-        self._pattern = p.params or rf"^{re.escape(prefix)}\.({lays})\.mlp\."
-        self.cap = _Capture(blist[self.layer])
-        self.ref_cap = _Capture(blocks(ctx.original)[1][self.layer])
+        lays = "|".join(str(i) for i in range(max(0, layer - 2), layer + 1))
+        ctx.state["pattern"] = p.params or rf"^{re.escape(prefix)}\.({lays})\.mlp\."
+        ctx.state["cap"] = _Capture(blist[layer])
+        ref_cap = ctx.state["ref_cap"] = _Capture(blocks(ctx.original)[1][layer])
         g = torch.Generator().manual_seed(ctx.seed)
         width = None
         with torch.no_grad():
@@ -71,33 +71,33 @@ class RMU(LMMethod):
             for _, batch in ctx.task.batches(ctx.forget, 64):
                 batch = ctx.task.to(batch, ctx.device)
                 ctx.task.logits(ctx.original, batch)
-                h, m = self.ref_cap.h, batch[1].bool()
+                h, m = ref_cap.h, batch[1].bool()
                 width = h.shape[-1]
                 norms.append(h[m].norm(dim=-1))
         u = torch.rand(width, generator=g)
-        self.control = ((p.coeff or 4.0 * float(torch.cat(norms).mean())) * u / u.norm()).to(ctx.device)
+        ctx.state["control"] = ((p.coeff or 4.0 * float(torch.cat(norms).mean())) * u / u.norm()).to(ctx.device)
 
-    def param_pattern(self) -> str | None:
-        return self._pattern
+    def param_pattern(self, ctx: Context) -> str | None:
+        return ctx.state["pattern"]
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         try:
             return super().run(model, ctx)
         finally:
             for c in ("cap", "ref_cap"):
-                if hasattr(self, c):
-                    getattr(self, c).handle.remove()
+                if c in ctx.state:
+                    ctx.state[c].handle.remove()
 
     def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
                       ) -> torch.Tensor:
-        return _token_mean((self.cap.h - self.control).pow(2).mean(-1), batch[1])
+        return _token_mean((ctx.state["cap"].h - ctx.state["control"]).pow(2).mean(-1), batch[1])
 
     def retain_loss(self, model: nn.Module, batch, ctx: Context) -> torch.Tensor:
         ctx.task.logits(model, batch)
-        h = self.cap.h
+        h = ctx.state["cap"].h
         with torch.no_grad():
             ctx.task.logits(ctx.original, batch)
-        return _token_mean((h - self.ref_cap.h).pow(2).mean(-1), batch[1]).mean()
+        return _token_mean((h - ctx.state["ref_cap"].h).pow(2).mean(-1), batch[1]).mean()
 
 
 def _token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

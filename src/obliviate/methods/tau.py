@@ -58,33 +58,35 @@ class TAU(SGA):
                 raise ValueError("order='released' needs first_coef < 0 and refresh='epoch'")
 
     def setup(self, model: nn.Module, ctx: Context) -> None:
-        self.switched: dict[str, torch.Tensor] | None = None  # θ_s, once ascent gave way to task arithmetic
+        ctx.state["switched"] = None  # θ_s, once ascent gave way to task arithmetic
 
-    def active(self, scores: torch.Tensor) -> torch.Tensor:
-        return super().active(scores) if self.switched is None else torch.ones_like(scores, dtype=torch.bool)
+    def active(self, scores: torch.Tensor, ctx: Context) -> torch.Tensor:
+        if ctx.state["switched"] is None:
+            return super().active(scores, ctx)
+        return torch.ones_like(scores, dtype=torch.bool)
 
     def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
                       ) -> torch.Tensor:
         nll = ctx.task.losses(logits, batch)
-        return -nll if self.switched is None else nll
+        return -nll if ctx.state["switched"] is None else nll
 
     @torch.no_grad()
-    def _edit(self, model: nn.Module) -> dict[str, torch.Tensor]:
+    def _edit(self, model: nn.Module, ctx: Context) -> dict[str, torch.Tensor]:
         """Write θ_s + first_coef·(θ − θ_s) into ``model``; returns θ."""
-        theta_s, coef = self.switched, self.params.first_coef  # type: ignore[attr-defined]
+        theta_s, coef = ctx.state["switched"], self.params.first_coef  # type: ignore[attr-defined]
         assert theta_s is not None
         live = {k: q.detach().clone() for k, q in model.named_parameters() if k in theta_s}
         apply(model, theta_s, {k: v - theta_s[k] for k, v in live.items()}, -coef)
         return live
 
     def forget_scores(self, model: nn.Module, ctx: Context) -> torch.Tensor:
-        if self.switched is None:
+        if ctx.state["switched"] is None:
             scores = super().forget_scores(model, ctx)
             if float(scores.mean()) < self.params.first_threshold:  # type: ignore[attr-defined]
-                self.switched = {k: q.detach().clone() for k, q in model.named_parameters()}
+                ctx.state["switched"] = {k: q.detach().clone() for k, q in model.named_parameters()}
                 ctx.history.append({"switch": "task arithmetic", "forget_ma_mean": float(scores.mean())})
             return scores
-        live = self._edit(model)
+        live = self._edit(model, ctx)
         try:
             return super().forget_scores(model, ctx)
         finally:
@@ -93,8 +95,8 @@ class TAU(SGA):
                     q.copy_(live[k])
 
     def finish(self, model: nn.Module, ctx: Context) -> nn.Module:
-        if self.switched is not None:
-            self._edit(model)
+        if ctx.state["switched"] is not None:
+            self._edit(model, ctx)
         return model
 
     def _sga(self, gamma: float) -> SGA:
