@@ -215,3 +215,32 @@ def test_a_changed_config_in_the_same_folder_reports_only_its_own_cells(tmp_path
     assert (res.computed, res.reused) == (0, 2)
     assert sorted(c["cell"]["method"] for c in iter_cells(tmp_path)) == ["none", "oracle"]
     assert set(res.results.method) == {"none", "oracle"}
+
+
+def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histograms(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/lm-quick.yaml: tiny-GPT originals and oracles (seeds s and floor_seed(s)), four LM methods,
+    each cell ob.evaluate's per-sequence report; the report draws the MA histograms."""
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from obliviate.bench.jobs import _model, data_of
+    from obliviate.bench.results import iter_cells
+    from obliviate.evaluation.oracles import floor_seed
+    from obliviate.report import build_report
+
+    res = run(ROOT / "benchmarks" / "lm-quick.yaml", tmp_path / "lm", progress=False)
+    assert res.computed == 2 * 5 and set(res.summary.method) == {"ga", "grad-diff", "npo", "simnpo", "oracle"}
+    seeds = {ob.io.read_json(Path(p) / "manifest.json")["seed"] for g in res.groups for p in g.oracles}
+    assert seeds == {0, 1, floor_seed(0), floor_seed(1)}
+    s = res.summary.set_index(["method", "metric"])
+    assert s.loc[("oracle", "avg_gap_ma"), "mean"] == pytest.approx(s.loc[("oracle", "avg_gap_ma"), "floor"])
+    # gradient ascent forgets: the cells judge the unlearned model, not the original it started from
+    g = res.groups[0]
+    data, split = data_of(g.dataset), ob.ForgetSplit.load(g.split_path)
+    before = ob.evaluate(_model(g.original, g.recipe), data, split, metrics=["forget_ma"]).values["forget_ma"]
+    ga = res.results[(res.results.method == "ga") & (res.results.seed == g.seed) & (res.results.metric == "forget_ma")]
+    assert ga.value.item() < before
+    cells = list(iter_cells(res.out))
+    assert all(len(c["forget_ma"]) == len(split) for c in cells)
+    assert all(len(c["forget_ma_reference"]) == len(split) for c in cells if c["cell"]["method"] == "oracle")
+    assert 'alt="per-sequence MA"' in build_report(res.out).read_text()

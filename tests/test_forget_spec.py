@@ -26,6 +26,8 @@ def test_string_and_mapping_forms_agree_and_round_trip():
                           ("class:3", {"class": 3}), ("ids:4,8", {"ids": [4, 8]})]:
         spec = ForgetSpec.parse(text)
         assert spec == ForgetSpec.from_mapping(mapping) == ForgetSpec.from_mapping(spec.to_mapping())
+    assert ForgetSpec.from_mapping({"random": 50.0}).args == {"count": 50}  # a whole number is a count
+    assert ForgetSpec.parse("dataset") == ForgetSpec.from_mapping({"dataset": True})
     sub = ForgetSpec.from_mapping({"subclass": {"class": 8, "clusters": 3}})
     assert ForgetSpec.from_mapping(sub.to_mapping()) == sub
 

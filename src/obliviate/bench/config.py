@@ -260,7 +260,8 @@ def _dataset(where: _Where, i: int, d: Any) -> DatasetSpec:
     train_size = d.get("train_size")
     if train_size is not None:
         train_size = _int(where, path + ("train_size",), train_size, lo=0) or None
-    val = _fraction(where, path + ("val_fraction",), d.get("val_fraction", 0.5))
+    val = d.get("val_fraction", 0.5)
+    val = 0.0 if val == 0 and not isinstance(val, bool) else _fraction(where, path + ("val_fraction",), val)
     recipes = {}
     for key in ("recipe", "recipe_cuda"):
         r = d.get(key) or {}

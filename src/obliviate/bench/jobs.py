@@ -33,8 +33,9 @@ ROC_GRID = np.unique(np.r_[0.0, np.logspace(-3, 0, 61)])
 @functools.lru_cache(maxsize=8)
 def _load_data(key: str) -> Data:
     spec = json.loads(key)
-    data = load(spec["name"], **spec.get("options", {})).with_validation(spec["val_fraction"],
-                                                                         seed=spec.get("val_seed", 0))
+    data = load(spec["name"], **spec.get("options", {}))
+    if spec["val_fraction"]:  # 0: no validation set (the held-out rows all stay test rows)
+        data = data.with_validation(spec["val_fraction"], seed=spec.get("val_seed", 0))
     n = spec["train_size"]
     if n and n < len(data.train):  # a fixed subsample (seed 0): the same for every seed and method
         keep = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:n]
@@ -259,7 +260,7 @@ def _original(path: str, recipe: str) -> torch.nn.Module:
 
 def _ma_hist(outs: Any) -> list[float]:
     """The forget set's per-sequence memorization accuracies, rounded (the report's histogram)."""
-    return np.asarray(outs.scores["forget"].ma, dtype=float).round(4).tolist()
+    return np.asarray(outs.views["forget"].ma, dtype=float).round(4).tolist()
 
 
 #: oracle outputs and metric values shared by the cells of one process (see ``evaluate(cache=)``)
@@ -291,8 +292,10 @@ def cell_job(job: Cell) -> dict:
     if job.method == "oracle":  # the independent oracle B, judged like a method: its gaps are the floor
         result = oracles[-1]
     else:
+        # LM methods calibrate γ on never-trained rows: without a validation split, the test rows (as lm-demo)
+        val = data.test if lm and data.val is None else data.val
         result = unlearn(_model(job.original, job.recipe), data.train, split, method=job.method, seed=job.seed,
-                         val=data.val, recipe=recipe, device=job.device, progress=False, **params)
+                         val=val, recipe=recipe, device=job.device, progress=False, **params)
     calibrated = {"original": _original(job.original, recipe_key)} if lm else {}
     report = evaluate(result, data, split, oracle=oracles, metrics=metrics, seed=job.seed, device=job.device,
                       cache=_EVAL_CACHE, **calibrated)

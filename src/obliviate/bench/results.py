@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_write_text, read_json
+from ..metrics.catalogue import Direction, direction_of
 
 #: metrics of timing, which differ between otherwise identical runs
 TIMING_METRICS = ("seconds", "cost_ratio")
-#: how each metric is judged: a metric object's ``higher_is_better`` as a word
-DIRECTION = {True: "higher", False: "lower", None: "closer to oracle"}
+#: the catalogue's directions as the results tables and the report spell them
+DIRECTION = {Direction.HIGHER: "higher", Direction.LOWER: "lower", Direction.ORACLE: "closer to oracle"}
 #: directions of the NeurIPS 2023 protocol's values (``n23_*`` rows), which are no catalogue metrics
 N23_DIRECTION = {"forget_quality": "higher", "neurips23_score": "higher", "seconds": "lower"}
 
@@ -33,7 +34,7 @@ def tidy(cell_files: list[Path]) -> pd.DataFrame:
         c = rec["cell"]
         base = {"dataset": c["dataset"], "forget": c["forget"], "method": c["method"], "seed": c["seed"]}
         for r in rec["metrics"]:
-            direction = "lower" if r["metric"] in TIMING_METRICS else DIRECTION[r["higher_is_better"]]
+            direction = DIRECTION[direction_of(r["metric"])]
             rows.append({**base, "metric": r["metric"], "value": r["value"], "oracle": r["oracle"], "gap": r["gap"],
                          "floor": r["floor"], "ideal": str(r["ideal"]), "direction": direction})
         for k, v in rec.get("epsilon", {}).get("values", {}).items():

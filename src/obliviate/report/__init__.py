@@ -48,10 +48,15 @@ def build_report(results_dir: str | Path, out: str | Path | None = None, *, comp
     return out
 
 
-def markdown(results_dir: str | Path, *, composite: str | None = None,
-             metrics: tuple[str, ...] = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")) -> str:
+#: the columns of a Markdown leaderboard, by modality (the first whose metrics the run has)
+MARKDOWN_METRICS = (("forget_acc", "retain_acc", "test_acc", "mia_efficacy"),
+                    ("forget_ma", "c_gamma_mean", "c_gamma_max", "extraction_forget", "mia_auc_loss", "ppl_change"))
+
+
+def markdown(results_dir: str | Path, *, composite: str | None = None, metrics: tuple[str, ...] | None = None) -> str:
     """The leaderboards as Markdown (for a README): per forget set, one row per method, best first,
-    ``mean ± 95% CI`` of the composite, means of ``metrics`` (accuracies in %) and cost vs retrain."""
+    ``mean ± 95% CI`` of the composite, means of ``metrics`` (accuracies in %; default: the
+    classifier or LM columns of :data:`MARKDOWN_METRICS`) and cost vs retrain."""
     from .html import method_order
 
     results_dir = Path(results_dir)
@@ -60,6 +65,9 @@ def markdown(results_dir: str | Path, *, composite: str | None = None,
         raise ValueError(f"{results_dir} holds no bench results")
     manifest = read_json(results_dir / "manifest.json") if (results_dir / "manifest.json").exists() else {}
     composite = composite or manifest.get("config", {}).get("composite") or "avg_gap"
+    if metrics is None:
+        present = set(summary["metric"])
+        metrics = next((cols for cols in MARKDOWN_METRICS if cols[0] in present), MARKDOWN_METRICS[0])
     out = []
     for (dataset, forget), sec in summary.groupby(["dataset", "forget"], sort=False):
         order, note = method_order(sec, composite)

@@ -274,6 +274,9 @@ def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: 
                 (plots.roc(seed0, colors), "MIA ROC",
                  f"Loss-threshold membership inference on the forget set vs test (seed {mine['seed'].min()}); "
                  "a method that forgot well tracks oracle A's dashed curve." if len(mine) else ""),
+                (plots.ma_histograms(mine["record"].tolist() if len(mine) else [], colors), "per-sequence MA",
+                 "Forget-set memorization accuracy per sequence (pooled over seeds), each model's outline "
+                 "against oracle A's grey histogram: a method that forgot like retraining has the same shape."),
                 (plots.epsilon_hist(mine["record"].tolist() if len(mine) else [], colors), "epsilon histogram",
                  "Per-example ε of the NeurIPS 2023 protocol, pooled over seeds; hatched bar: ε at the cap "
                  "(undefined or unbounded).")]
