@@ -16,6 +16,7 @@ if not console.is_terminal:  # pipes and CI logs: wide enough for the results ta
     console.width = 120
 
 DEMO_METHODS = "all"
+FORGET_HELP = "or a spec: random:0.1, random:50, class:3, ids:4,8, predicate:SQL"
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def _fail(message: str) -> None:
 @app.command()
 def demo(
     dataset: str = typer.Option("digits", help="digits, fashion-mnist, breast-cancer, wine or a .npz file"),
-    forget: str = typer.Option("random:0.1", help="random:FRACTION, random:COUNT, class:C[,C], ids:I[,I] or predicate:SQL"),
+    forget: str = typer.Option("random:0.1", help="random:F, random:COUNT, class:C[,C], ids:I[,I], predicate:SQL"),
     methods: str = typer.Option(DEMO_METHODS, help="comma-separated method names, or 'all'"),
     out: Path = typer.Option(Path("runs/demo"), help="folder for results and models"),
     seed: int = typer.Option(0, help="seed for the split, training and unlearning"),
@@ -168,7 +169,7 @@ def _load_inputs(model_dir: Path, dataset: str | None, seed: int, split_file: Pa
 def unlearn(
     model_dir: Path = typer.Argument(..., help="folder written by `obliviate train` (or save_model)"),
     forget_ids: Optional[Path] = typer.Option(None, help="text file of training-set positions, one per line"),
-    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, random:50, class:3, ids:4,8, predicate:SQL"),
+    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
     split_file: Optional[Path] = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
     method: str = typer.Option("scrub", help="method name (see `obliviate methods`)"),
     param: list[str] = typer.Option([], help="hyper-parameter override key=value (repeatable)"),
@@ -201,7 +202,7 @@ def tune(
     model_dir: Path = typer.Argument(..., help="saved original (`obliviate train`)"),
     method: str = typer.Option(..., help="method to tune (see `obliviate methods`)"),
     forget_ids: Optional[Path] = typer.Option(None, help="text file of training-set positions, one per line"),
-    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, random:50, class:3, ids:4,8, predicate:SQL"),
+    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
     split_file: Optional[Path] = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
     budget: int = typer.Option(8, help="trials: the defaults, then a seeded sample of the method's grid"),
     objective: str = typer.Option("avg_gap", help="avg_gap (minimised), tow or tow_mia (maximised)"),
@@ -231,7 +232,7 @@ def evaluate(
     model_dir: Path = typer.Argument(..., help="saved model (for --protocol neurips23: the original)"),
     oracle: list[Path] = typer.Option([], help="saved oracle(s); a second one gives the noise floor"),
     split_file: Optional[Path] = typer.Option(None, "--split", help="split.json written by demo / ForgetSplit.save"),
-    forget: Optional[str] = typer.Option(None, help="or a spec: random:0.1, random:50, class:3, ids:4,8, predicate:SQL"),
+    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
     forget_ids: Optional[Path] = typer.Option(None, help="or a file of training-set positions"),
     dataset: Optional[str] = typer.Option(None, help="dataset (default: the model manifest's)"),
     metrics: Optional[str] = typer.Option(None, help="comma-separated metric names (default: all applicable)"),
