@@ -1,5 +1,6 @@
 """The conformance suite over every registered method, and proof that it catches violations."""
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -11,11 +12,30 @@ from obliviate.methods.base import Context, Method, OptimParams, Params
 from obliviate.methods.common import forward_losses, step
 from obliviate.testing import check_method
 
+CLASSIFICATION = [m for m in ob.methods.available() if "classification" in ob.methods.get(m).modalities]
 
-@pytest.mark.parametrize("method", [m for m in ob.methods.available() if "classification" in ob.methods.get(m).modalities])
+
+@pytest.mark.parametrize("method", CLASSIFICATION)
 def test_every_registered_method_conforms(method):
-    ran = check_method(method)
-    assert {"untouched", "deterministic", "reads", "finite", "recorded"} <= set(ran)
+    ran = check_method(method, architectures=("mlp", "cnn"))
+    assert {"untouched", "deterministic", "stateless", "reads", "finite", "recorded"} <= set(ran)
+
+
+@pytest.mark.parametrize("method", ob.methods.available("lm"))
+def test_every_lm_method_conforms_on_a_tiny_gpt(method):
+    """Every method declaring the causal-LM modality (idk and rmu included), 10 steps per run."""
+    pytest.importorskip("transformers")
+    fields = {f.name for f in dataclasses.fields(ob.methods.get(method).Params)}
+    ran = check_method(method, architectures=("gpt",), params={"max_steps": 10} if "max_steps" in fields else {})
+    assert {"untouched", "deterministic", "stateless", "reads", "finite", "recorded"} <= set(ran)
+
+
+def test_check_method_covers_the_modalities_a_method_declares():
+    from obliviate.testing import _architectures
+
+    assert _architectures(ob.methods.get("scrub")) == ("mlp", "cnn")
+    assert _architectures(ob.methods.get("npo")) == ("mlp", "cnn", "gpt")
+    assert _architectures(ob.methods.get("rmu")) == ("gpt",)
 
 
 class _SneakyFinetune(Method):
@@ -67,12 +87,36 @@ class _IgnoresBudget(Method):
         return model
 
 
+class _Stateful(Method):
+    """Keeps a per-run value on the instance (not registered)."""
+
+    name = "stateful"
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        pass
+
+    def run(self, model, ctx: Context):
+        self.forget_size = len(ctx.forget)
+        return model
+
+
 @pytest.mark.parametrize(
-    ("cls", "check"), [(_SneakyFinetune, "[reads]"), (_Unseeded, "[deterministic]"), (_IgnoresBudget, "[budget]")]
+    ("cls", "check"),
+    [(_SneakyFinetune, "[reads]"), (_Unseeded, "[deterministic]"), (_IgnoresBudget, "[budget]"),
+     (_Stateful, "[stateless]")],
 )
 def test_check_method_catches_violations(cls, check):
     with pytest.raises(AssertionError, match=check.replace("[", r"\[").replace("]", r"\]")):
         check_method(cls, architectures=("mlp",))
+
+
+@pytest.mark.parametrize(("cls", "check"), [(_SneakyFinetune, "[reads]"), (_Unseeded, "[deterministic]")])
+def test_check_method_catches_violations_on_the_tiny_gpt(cls, check):
+    pytest.importorskip("transformers")
+    any_model = type(cls.__name__, (cls,), {"modalities": frozenset({"classification", "lm"})})
+    with pytest.raises(AssertionError, match=check.replace("[", r"\[").replace("]", r"\]")):
+        check_method(any_model, architectures=("gpt",))
 
 
 def test_budget_stops_a_long_run_and_says_so(digits, original, random_split):

@@ -1,11 +1,14 @@
 """``check_method``: the conformance suite every unlearning method must pass (cf. scikit-learn's
 ``check_estimator``).
 
-It trains tiny originals on digits (an MLP and a CNN, cached per process) and checks, for a method
-class or registered name:
+It trains tiny originals (an MLP and a CNN on digits for classification methods; a one-layer GPT-2
+on a few short text rows, with a character tokenizer, for causal-LM methods; cached per process) and
+checks, for a method class or registered name:
 
 - ``untouched``: the caller's model and training data are bit-identical afterwards;
 - ``deterministic``: two runs under one seed give bit-identical weights (CPU);
+- ``stateless``: a run leaves nothing on the method instance but its ``params`` (per-run state
+  belongs in locals or ``ctx.state``, so an instance can run twice, or nested, without leaking it);
 - ``reads``: a spy dataset records which training examples the method reads; a method declaring
   ``reads = {"retain"}`` must never read a forget example (and vice versa: a forget-only method
   runs with the collapse guard off, since the guard itself reads a retain probe);
@@ -16,11 +19,15 @@ class or registered name:
 - ``recorded``: the result's ``params`` equal the method's parameters, are JSON-serialisable, and
   survive ``UnlearningResult.save``/``load`` with the weights;
 - ``budget``: with many epochs and ``budget=`` seconds, a method honouring budgets stops in time;
-- ``architectures``: all of the above on an MLP and on a CNN.
+- ``architectures``: all of the above on every model the method's ``modalities`` cover.
+
+``testing`` sits at the methods' layer (DESIGN.md §2): it drives ``unlearn`` and ``train`` and
+nothing in the library imports it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -34,9 +41,13 @@ from torch.utils.data import Dataset
 
 from .data import ForgetSplit
 from .data.datasets import ArrayDataset, Data, load
+from .data.text import TextDataset
 from .methods import UnlearningResult, unlearn
 from .methods.base import Method, get
-from .train import Recipe, train
+from .models.gpt import tiny_gpt2
+from .objectives import CausalLMTask
+from .train import Recipe, run_epochs, train
+from .utils import seeded
 
 #: slack (seconds) allowed past a budget: one optimiser step, a guard check and the final copy
 BUDGET_SLACK = 2.0
@@ -62,6 +73,63 @@ class SpyDataset(Dataset):
         return self.base.y
 
 
+class SpyText(TextDataset):
+    """A text dataset that records which rows (positions in the full set) are read through
+    ``batch`` or indexing, its subsets included: the LM methods read rows that way."""
+
+    def __init__(self, base: TextDataset, origin: torch.Tensor | None = None, reads: set[int] | None = None) -> None:
+        super().__init__(base.ids, base.mask, base.labels, base.weights, base.texts)
+        self.origin = torch.arange(len(base)) if origin is None else origin
+        self.reads: set[int] = set() if reads is None else reads
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.reads.add(int(self.origin[i]))
+        return super().__getitem__(i)
+
+    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.reads.update(self.origin[rows].tolist())
+        return super().batch(rows)
+
+    def subset(self, rows: torch.Tensor) -> "SpyText":
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return SpyText(super().subset(rows), self.origin[rows], self.reads)
+
+
+class CharTokenizer:
+    """Characters as tokens, id 0 the end of sequence: the smallest tokenizer with the interface the
+    LM code reads (``tokenizer(text, add_special_tokens=False)["input_ids"]``, ``eos_token_id``,
+    ``len``), so the LM checks need no trained vocabulary."""
+
+    eos_token_id = 0
+
+    def __init__(self, alphabet: str) -> None:
+        self.vocab = {c: i + 1 for i, c in enumerate(sorted(set(alphabet)))}
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+        return {"input_ids": [self.vocab[c] for c in text]}
+
+    def __len__(self) -> int:
+        return len(self.vocab) + 1
+
+
+#: 16 training rows (the GPT memorizes them) and 6 never-seen ones of the same kind (γ, ``val``)
+_TEXTS = [f"{a}{b} owes {7 * i + 3:02d}." for i, (a, b) in enumerate(
+    (a, b) for a in ("Ka", "Lo", "Mi", "Nu", "Pe", "Ro") for b in ("n", "v", "s", "t"))][:22]
+
+
+@functools.lru_cache(maxsize=1)
+def _lm() -> tuple[nn.Module, TextDataset, TextDataset, CharTokenizer]:
+    """A 1 x 32 GPT-2 trained to memorize 16 short rows (about a second on a CPU)."""
+    tok = CharTokenizer("".join(_TEXTS) + " I don't know.")
+    rows, held = TextDataset.from_texts(tok, _TEXTS[:16], 16), TextDataset.from_texts(tok, _TEXTS[16:], 16)
+    model = tiny_gpt2(len(tok), layers=1, width=32, heads=2, context=16, seed=0, eos_token_id=tok.eos_token_id)
+    task = CausalLMTask(tok)
+    with seeded(0) as gen:
+        run_epochs(model, task, rows, torch.optim.Adam(model.parameters(), lr=1e-2), epochs=100, batch_size=16,
+                   generator=gen, progress=False, desc="tiny GPT")
+    return model.eval(), rows, held, tok
+
+
 @functools.lru_cache(maxsize=1)
 def _data() -> Data:
     data = load("digits", val_fraction=0.5, seed=0)
@@ -85,7 +153,7 @@ def _split(n: int) -> ForgetSplit:
     # Positions 0 and 1 are kept in the retain set: ``unlearn`` forwards two examples to check the
     # model's shape, which must not count as the method reading forget data.
     g = torch.Generator().manual_seed(0)
-    ids = 2 + torch.randperm(n - 2, generator=g)[: n // 10]
+    ids = 2 + torch.randperm(n - 2, generator=g)[: max(3, n // 10)]
     return ForgetSplit.from_ids(n, ids)
 
 
@@ -97,20 +165,27 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _architectures(cls: type[Method]) -> tuple[str, ...]:
+    """The models a method is checked on: MLP and CNN for classification, the tiny GPT for "lm"."""
+    return (("mlp", "cnn") if "classification" in cls.modalities else ()) + (("gpt",) if "lm" in cls.modalities else ())
+
+
 def check_method(
     method: str | type[Method],
     *,
-    architectures: tuple[str, ...] = ("mlp", "cnn"),
+    architectures: tuple[str, ...] | None = None,
     params: dict[str, Any] | None = None,
     budget: float = 0.5,
 ) -> list[str]:
     """Run the conformance checks on ``method``; returns the names of the checks that ran.
 
-    Raises ``AssertionError`` listing every failed check. ``params`` are hyper-parameter overrides
-    for every run (e.g. to keep a slow method short).
+    ``architectures``: any of "mlp", "cnn" (digits) and "gpt" (a causal LM on text rows); None =
+    every one the method's ``modalities`` cover. Raises ``AssertionError`` listing every failed
+    check. ``params`` are hyper-parameter overrides for every run (e.g. to keep a slow method short).
     """
     cls = get(method) if isinstance(method, str) else method
     params = dict(params or {})
+    architectures = _architectures(cls) if architectures is None else architectures
     data = _data()
     failures: list[str] = []
     ran: list[str] = []
@@ -122,20 +197,30 @@ def check_method(
             failures.append(f"[{check}] {why}")
 
     for arch in architectures:
-        original, recipe = _original(arch, "update_log" in cls.needs)
-        before = _state(original)
-        spy = SpyDataset(data.train)
-        split = _split(len(spy))
-        x_before, y_before = data.train.x.clone(), data.train.y.clone()
-
         # The collapse guard reads a 512-example retain probe on the method's behalf; for a method
         # that declares it never reads the retain set, the guard is off so the spy sees its reads only.
-        guard = {} if "retain" in cls.reads else {"collapse_drop": None}
+        kwargs: dict[str, Any] = {} if "retain" in cls.reads else {"collapse_drop": None}
+        spy: SpyDataset | SpyText
+        if arch == "gpt":
+            original, dataset, held, tok = _lm()
+            spy, template = SpyText(dataset), copy.deepcopy(original)
+            tensors = (dataset.ids, dataset.mask, dataset.labels)
+            kwargs.update(val=held, task=CausalLMTask(tok))
+        else:
+            original, recipe = _original(arch, "update_log" in cls.needs)
+            dataset, template = data.train, None
+            spy = SpyDataset(dataset)
+            tensors = (data.train.x, data.train.y)
+            kwargs.update(val=data.val, recipe=recipe)
+        before = _state(original)
+        split = _split(len(spy))
+        data_before = [t.clone() for t in tensors]
+
+        instances: list[Method] = []
 
         def run(**extra: Any) -> UnlearningResult:
-            m = cls(**{**params, **extra})
-            return unlearn(original, spy, split, method=m, seed=0, val=data.val, recipe=recipe, progress=False,
-                           **guard)
+            instances.append(cls(**{**params, **extra}))
+            return unlearn(original, spy, split, method=instances[-1], seed=0, progress=False, **kwargs)
 
         try:
             a = run()
@@ -146,10 +231,12 @@ def check_method(
             failures.append(f"[{arch}] the method raised {type(e).__name__}: {e}")
             continue
         expect(_same(_state(original), before), "untouched", f"{arch}: the caller's model was modified")
-        expect(torch.equal(data.train.x, x_before) and torch.equal(data.train.y, y_before), "untouched",
+        expect(all(torch.equal(t, b) for t, b in zip(tensors, data_before)), "untouched",
                f"{arch}: the training data was modified")
         expect(a.model is not original, "untouched", f"{arch}: the result is the caller's model object")
         expect(_same(_state(a.model), _state(b.model)), "deterministic", f"{arch}: two runs with seed 0 differ")
+        extra = sorted(set(vars(instances[0])) - {"params"})
+        expect(not extra, "stateless", f"{arch}: run left per-run state on the method instance: {extra}")
 
         forget = set(split.forget_ids.tolist())
         retain = set(range(len(spy))) - forget - {0, 1}
@@ -172,7 +259,7 @@ def check_method(
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 a.save(Path(tmp) / "r")
-                back = UnlearningResult.load(Path(tmp) / "r")
+                back = UnlearningResult.load(Path(tmp) / "r", template)
             same_params = json.dumps(back.params, sort_keys=True) == json.dumps(a.params, sort_keys=True)
             expect(same_params and _same(_state(back.model), _state(a.model)), "recorded",
                    f"{arch}: save/load changed params or weights")
@@ -183,8 +270,7 @@ def check_method(
         if arch == architectures[0] and cls.honours_budget and "epochs" in fields:
             m = cls(**{**params, "epochs": 200})
             try:
-                timed = unlearn(original, data.train, split, method=m, seed=0, val=data.val, recipe=recipe,
-                                progress=False, budget=budget)
+                timed = unlearn(original, dataset, split, method=m, seed=0, progress=False, budget=budget, **kwargs)
                 expect(timed.seconds < budget + BUDGET_SLACK, "budget",
                        f"took {timed.seconds:.2f}s with budget={budget}s and epochs=200")
             except Exception as e:  # noqa: BLE001
