@@ -5,10 +5,10 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import same_state, state_of
 from torch import nn
 
 import obliviate as ob
-from conftest import same_state, state_of
 from obliviate.methods.cf_k import parametrised_layers
 from obliviate.objectives import ClassificationTask
 

@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import same_state, state_of
 
 import obliviate as ob
-from conftest import same_state, state_of
 from obliviate.methods.kgl1 import contrastive_loss, uniform_kl
 from obliviate.methods.kgl2 import reinit_layers, reinit_smallest
 from obliviate.methods.kgl3 import balanced_weights, first_layer

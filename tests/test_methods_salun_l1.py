@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import same_state, state_of
 
 import obliviate as ob
-from conftest import same_state, state_of
 from obliviate.methods.base import Context, frozen_copy
 from obliviate.methods.l1_sparse import l1_gamma, l1_norm
 from obliviate.methods.salun import frozen_outside, saliency, top_fraction_mask
