@@ -7,7 +7,7 @@ model retrained without that data (the oracle) that it is gone.
 __version__ = "0.1.0"
 
 from . import data as datasets
-from . import exact, lm, methods, metrics, models, objectives, testing  # lm registers the "people" dataset
+from . import exact, methods, metrics, models, objectives, testing
 from .data import ForgetSplit
 from .evaluation import Detection, Report, TuneResult, detect, evaluate, memorization, tune
 from .methods import UnlearningResult, unlearn
@@ -19,7 +19,7 @@ from .train import Ensemble, Recipe, train, train_ensemble
 def __getattr__(name: str):
     """``ob.bench`` and ``ob.report`` load on first use (YAML, DuckDB and matplotlib are not needed
     to unlearn a classifier; ``ob.lm`` imports transformers only inside the functions that need it)."""
-    if name in ("bench", "report"):
+    if name in ("bench", "report", "lm"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

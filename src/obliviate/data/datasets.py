@@ -231,6 +231,9 @@ def _fashion_mnist(root: str | Path | None = None) -> Data:
 
 
 _LOADERS: dict[str, Callable[..., Data]] = {}
+#: datasets that application packages provide, as "module:function" entry points resolved on first
+#: use (as Python package entry points are): naming the loader does not make this layer import it
+ENTRY_POINTS: dict[str, str] = {"people": "obliviate.lm.scenario:load_people"}
 
 
 def _builtins() -> dict[str, Callable[..., Data]]:
@@ -255,7 +258,7 @@ def register(name: str, loader: Callable[..., Data]) -> None:
 
 def available() -> list[str]:
     """Names accepted by :func:`load`."""
-    return sorted({*_builtins(), *_LOADERS})
+    return sorted({*_builtins(), *_LOADERS, *ENTRY_POINTS})
 
 
 def load(name: str, *, val_fraction: float = 0.0, seed: int = 0, **kwargs) -> Data:
@@ -269,5 +272,10 @@ def load(name: str, *, val_fraction: float = 0.0, seed: int = 0, **kwargs) -> Da
     else:
         if name not in available():
             raise ValueError(f"unknown dataset {name!r}; available: {available()} or a path to .npz")
+        if name in ENTRY_POINTS and name not in _LOADERS:
+            import importlib
+
+            module, _, attr = ENTRY_POINTS[name].partition(":")
+            _LOADERS[name] = getattr(importlib.import_module(module), attr)
         data = {**_builtins(), **_LOADERS}[name](**kwargs)
     return data.with_validation(val_fraction, seed) if val_fraction else data
