@@ -53,8 +53,9 @@ def _attack_eps(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:
     return np.where((fpr * fnr == 0) & (fpr + fnr != 0), np.float32(np.nan), eps)
 
 
-def reference_epsilons(unlearned_confs: np.ndarray, oracle_confs: np.ndarray, delta: float = 1e-5,
-                       cap: float = 50.0) -> np.ndarray:
+def reference_epsilons(
+    unlearned_confs: np.ndarray, oracle_confs: np.ndarray, delta: float = 1e-5, cap: float = 50.0
+) -> np.ndarray:
     """Per-example ε, one example and one attack at a time. NaN where every attack is discarded."""
     unlearned = np.asarray(unlearned_confs, dtype=np.float64)
     oracle = np.asarray(oracle_confs, dtype=np.float64)

@@ -48,18 +48,34 @@ def main() -> None:
         for method, params in METHODS.items():
             r = detect_and_unlearn(data, recipe, noise=args.noise, method=method, seed=seed, progress=False, **params)
             rows.append({k: v for k, v in r.items() if k != "params"} | {"seed": seed, "params": json.dumps(params)})
-            print(f"seed {seed} {method}: precision {r['precision']:.2f} recall {r['recall']:.2f} test "
-                  f"{100 * r['test_original']:.2f} -> {100 * r['test_unlearned']:.2f} (oracle "
-                  f"{100 * r['test_oracle']:.2f}, clean {100 * r['test_clean']:.2f})", flush=True)
+            print(
+                f"seed {seed} {method}: precision {r['precision']:.2f} recall {r['recall']:.2f} test "
+                f"{100 * r['test_original']:.2f} -> {100 * r['test_unlearned']:.2f} (oracle "
+                f"{100 * r['test_oracle']:.2f}, clean {100 * r['test_clean']:.2f})",
+                flush=True,
+            )
     df = pd.DataFrame(rows)
-    m = df.groupby("method", sort=False)[["precision", "recall", "test_original", "test_unlearned", "test_oracle",
-                                          "test_clean", "unlearn_seconds", "train_seconds"]].mean()
-    m["moved_toward_oracle_pp"] = 100 * ((m.test_oracle - m.test_original).abs()
-                                         - (m.test_oracle - m.test_unlearned).abs())
+    m = df.groupby("method", sort=False)[
+        [
+            "precision",
+            "recall",
+            "test_original",
+            "test_unlearned",
+            "test_oracle",
+            "test_clean",
+            "unlearn_seconds",
+            "train_seconds",
+        ]
+    ].mean()
+    m["moved_toward_oracle_pp"] = 100 * (
+        (m.test_oracle - m.test_original).abs() - (m.test_oracle - m.test_unlearned).abs()
+    )
     for c in ("test_original", "test_unlearned", "test_oracle", "test_clean"):
         m[c] = 100 * m[c]
-    text = (f"# Detect -> unlearn -> prove: {args.dataset}, {100 * args.noise:g}% symmetric label noise, "
-            f"{df.seed.nunique()} seeds (means)\n\n" + m.round(3).to_markdown() + "\n")
+    text = (
+        f"# Detect -> unlearn -> prove: {args.dataset}, {100 * args.noise:g}% symmetric label noise, "
+        f"{df.seed.nunique()} seeds (means)\n\n" + m.round(3).to_markdown() + "\n"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.dataset}.md").write_text(text)
     df.to_csv(args.out / f"{args.dataset}.csv", index=False)

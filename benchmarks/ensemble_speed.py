@@ -46,8 +46,10 @@ def plain_vmap(recipe: ob.Recipe, dataset, seeds: list[int]) -> dict[str, torch.
             members.append(recipe.build())
         gens.append(g)
     model = members[0]
-    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in members]).requires_grad_()
-              for n, _ in model.named_parameters()}
+    params = {
+        n: torch.stack([dict(m.named_parameters())[n].detach() for m in members]).requires_grad_()
+        for n, _ in model.named_parameters()
+    }
     optimizer = recipe.make_optimizer(params.values())
     m, b = len(dataset), recipe.batch_size
     scheduler = make_scheduler(recipe.schedule, optimizer, recipe.epochs * math.ceil(m / b))
@@ -69,8 +71,16 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def compare(name: str, recipe: ob.Recipe, data, k: int, n_sequential: int, plain: bool, chunk: int | None,
-            precision: str = "fp32") -> None:
+def compare(
+    name: str,
+    recipe: ob.Recipe,
+    data,
+    k: int,
+    n_sequential: int,
+    plain: bool,
+    chunk: int | None,
+    precision: str = "fp32",
+) -> None:
     """Ensemble, then the sequential calls, then the ensemble again (so both see similar load).
 
     Speed-ups are given on totals and best-vs-best (K x the fastest sequential call against the
@@ -81,7 +91,7 @@ def compare(name: str, recipe: ob.Recipe, data, k: int, n_sequential: int, plain
     ensemble, t_ens = timed(lambda: train_ensemble(recipe, data.train, seeds, **kw))
     sequential, calls = [], []
     for s in seeds[:n_sequential]:
-        model, t = timed(lambda: ob.train(recipe, data.train, seed=s, progress=False))
+        model, t = timed(lambda s=s: ob.train(recipe, data.train, seed=s, progress=False))
         sequential.append(model)
         calls.append(t)
     _, t_ens2 = timed(lambda: train_ensemble(recipe, data.train, seeds, **kw))
@@ -92,18 +102,26 @@ def compare(name: str, recipe: ob.Recipe, data, k: int, n_sequential: int, plain
         agree = (sequential[0](data.test.x).argmax(1) == ensemble.predict(data.test)[0].argmax(1)).float().mean()
     scaled = "" if n_sequential == k else f", scaled from {n_sequential}"
     load = "/".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"{name}: {k} sequential train() calls {t_seq:.2f} s (fastest call {min(calls):.3f} s{scaled}) | "
-          f"ensemble of {k}: {t_ens:.2f} s, again {t_ens2:.2f} s | per-model speed-up {t_seq / t_ens:.1f}x, "
-          f"{t_seq / t_ens2:.1f}x; best-vs-best {k * min(calls) / min(t_ens, t_ens2):.1f}x | "
-          f"load avg {load}", flush=True)
-    print(f"{name} ({precision}): member 0 vs sequential seed 0: max |dw| {diff:.1e}, test agreement {agree:.3f}",
-          flush=True)
+    print(
+        f"{name}: {k} sequential train() calls {t_seq:.2f} s (fastest call {min(calls):.3f} s{scaled}) | "
+        f"ensemble of {k}: {t_ens:.2f} s, again {t_ens2:.2f} s | per-model speed-up {t_seq / t_ens:.1f}x, "
+        f"{t_seq / t_ens2:.1f}x; best-vs-best {k * min(calls) / min(t_ens, t_ens2):.1f}x | "
+        f"load avg {load}",
+        flush=True,
+    )
+    print(
+        f"{name} ({precision}): member 0 vs sequential seed 0: max |dw| {diff:.1e}, test agreement {agree:.3f}",
+        flush=True,
+    )
     if precision != "fp32":
         same_distribution(name, recipe, data, ensemble, seeds, chunk)
     if plain:
         _, t_plain = timed(lambda: plain_vmap(recipe, data.train, seeds))
-        print(f"{name}: plain vmap (before) {t_plain:.2f} s | per-model speed-up {t_seq / t_plain:.1f}x; "
-              f"best-vs-best {k * min(calls) / t_plain:.1f}x", flush=True)
+        print(
+            f"{name}: plain vmap (before) {t_plain:.2f} s | per-model speed-up {t_seq / t_plain:.1f}x; "
+            f"best-vs-best {k * min(calls) / t_plain:.1f}x",
+            flush=True,
+        )
 
 
 def same_distribution(name: str, recipe: ob.Recipe, data, ensemble, seeds: list[int], chunk: int | None) -> None:
@@ -122,9 +140,11 @@ def same_distribution(name: str, recipe: ob.Recipe, data, ensemble, seeds: list[
     f_reduced = ob.metrics.neurips23_score(reduced, a)[0]
     f_exact = ob.metrics.neurips23_score(b, a)[0]
     acc = lambda e: (e.predict(data.test).argmax(-1) == data.test.y).float().mean(1)  # noqa: E731
-    print(f"{name}: ε-score F over {len(data.test)} test examples, K={k}: reduced vs exact {f_reduced:.3f}, "
-          f"exact vs exact {f_exact:.3f} | test acc {acc(ensemble).mean():.4f} vs {acc(exact_a).mean():.4f}",
-          flush=True)
+    print(
+        f"{name}: ε-score F over {len(data.test)} test examples, K={k}: reduced vs exact {f_reduced:.3f}, "
+        f"exact vs exact {f_exact:.3f} | test acc {acc(ensemble).mean():.4f} vs {acc(exact_a).mean():.4f}",
+        flush=True,
+    )
 
 
 def main() -> None:

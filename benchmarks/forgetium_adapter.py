@@ -69,8 +69,7 @@ def _preserve_global_rng():
                 os.environ.pop("PYTHONHASHSEED", None)
 
 
-def _forget_records(texts: list[str], steps: int, batch_size: int, accum: int, seed: int
-                    ) -> tuple[list[dict], int]:
+def _forget_records(texts: list[str], steps: int, batch_size: int, accum: int, seed: int) -> tuple[list[dict], int]:
     """Records and num_epochs such that forgetium's trainer runs exactly ``steps`` optimizer steps
     of ``accum`` batches each."""
     records = [{"prompt": "", "response": t} for t in texts]
@@ -81,11 +80,22 @@ def _forget_records(texts: list[str], steps: int, batch_size: int, accum: int, s
     out: list[dict] = []
     while len(out) < steps * accum * batch_size:
         out.extend(g.sample(records, len(records)))
-    return out[:steps * accum * batch_size], 1
+    return out[: steps * accum * batch_size], 1
 
 
-def run_forgetium(model, tokenizer, forget_texts: list[str], retain_texts: list[str] | None, method: str, *,
-                  steps: int, lr: float, batch_size: int, seed: int, **kw: Any) -> tuple[Any, float]:
+def run_forgetium(
+    model,
+    tokenizer,
+    forget_texts: list[str],
+    retain_texts: list[str] | None,
+    method: str,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    **kw: Any,
+) -> tuple[Any, float]:
     """Unlearn ``forget_texts`` from a Hugging Face causal LM with forgetium's GA ("ga") or NPO ("npo").
 
     Returns ``(model, seconds)``: the *same* model object, updated in place (pass ``inplace=False``
@@ -112,8 +122,10 @@ def run_forgetium(model, tokenizer, forget_texts: list[str], retain_texts: list[
         model = copy.deepcopy(model)
     history_out = kw.pop("history", None)
     device = kw.pop("device", str(next(model.parameters()).device))
-    max_length = kw.pop("max_length", getattr(model.config, "n_positions", None)
-                        or getattr(model.config, "max_position_embeddings", 512))
+    max_length = kw.pop(
+        "max_length",
+        getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 512),
+    )
     method_kw: dict[str, Any] = {}
     if method == "npo":
         method_kw["beta"] = kw.pop("beta", 0.1)
@@ -127,13 +139,23 @@ def run_forgetium(model, tokenizer, forget_texts: list[str], retain_texts: list[
 
     records, epochs = _forget_records(list(forget_texts), steps, batch_size, accum, seed)
     config = forgetium.UnlearningConfig(
-        learning_rate=lr, num_epochs=epochs, batch_size=batch_size, max_seq_length=max_length, seed=seed,
-        device=device, mixed_precision="no", save_strategy="no", logging_steps=1,
-        log_level=kw.pop("log_level", "ERROR"), **kw)
+        learning_rate=lr,
+        num_epochs=epochs,
+        batch_size=batch_size,
+        max_seq_length=max_length,
+        seed=seed,
+        device=device,
+        mixed_precision="no",
+        save_strategy="no",
+        logging_steps=1,
+        log_level=kw.pop("log_level", "ERROR"),
+        **kw,
+    )
     use_retain = method == "npo" and method_kw["retain_weight"] > 0
     dataset = forgetium.ForgetRetainDataset(
         forgetium.QADataset(records),
-        forgetium.QADataset([{"prompt": "", "response": t} for t in retain_texts]) if use_retain else None)
+        forgetium.QADataset([{"prompt": "", "response": t} for t in retain_texts]) if use_retain else None,
+    )
     unlearner = getattr(forgetium, METHODS[method])(model, tokenizer, config, **method_kw)
 
     with _preserve_global_rng():
@@ -155,6 +177,7 @@ def run_forgetium(model, tokenizer, forget_texts: list[str], retain_texts: list[
 # Smoke check
 # ---------------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def _mean_nll(model, tokenizer, texts: list[str], length: int = 64) -> float:
     """Token-mean next-token NLL over ``texts`` (each + eos, padding ignored), in eval mode."""
@@ -174,12 +197,17 @@ def _smoke() -> None:
     names = ["Alice", "Bram", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun"]
     cities = ["Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Perth"]
     jobs = ["baker", "pilot", "tailor", "chemist", "farmer"]
-    texts = [f"{g.choice(names)} {g.choice(names)}son was born in {g.choice(cities)} in {g.randint(1900, 1999)} "
-             f"and works as a {g.choice(jobs)}." for _ in range(30)]
+    texts = [
+        f"{g.choice(names)} {g.choice(names)}son was born in {g.choice(cities)} in {g.randint(1900, 1999)} "
+        f"and works as a {g.choice(jobs)}."
+        for _ in range(30)
+    ]
     tok = train_tokenizer(texts, 256)
     model = tiny_gpt2(len(tok), layers=1, width=32, heads=4, context=64, eos_token_id=tok.eos_token_id)
-    print(f"tokenizer: {len(tok)} tokens (vocab_size=256 asked; +1 for <|endoftext|>), "
-          f"model: {sum(p.numel() for p in model.parameters())} params")
+    print(
+        f"tokenizer: {len(tok)} tokens (vocab_size=256 asked; +1 for <|endoftext|>), "
+        f"model: {sum(p.numel() for p in model.parameters())} params"
+    )
 
     ids, mask = encode(tok, texts, 64)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
@@ -187,29 +215,48 @@ def _smoke() -> None:
     model.train()
     for _ in range(50):
         rows = torch.randint(0, len(ids), (16,), generator=gen)
-        loss = model(input_ids=ids[rows], attention_mask=mask[rows], labels=ids[rows].masked_fill(mask[rows] == 0, -100)).loss
+        loss = model(
+            input_ids=ids[rows], attention_mask=mask[rows], labels=ids[rows].masked_fill(mask[rows] == 0, -100)
+        ).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     model.eval()
     forget, retain = texts[:5], texts[5:]
-    print(f"trained 50 steps: forget NLL {_mean_nll(model, tok, forget):.3f}, retain NLL {_mean_nll(model, tok, retain):.3f}")
+    print(
+        f"trained 50 steps: forget NLL {_mean_nll(model, tok, forget):.3f}, "
+        f"retain NLL {_mean_nll(model, tok, retain):.3f}"
+    )
 
     rng_before = torch.get_rng_state()
     ok = True
     for method, retain_texts, extra in [("ga", None, {}), ("npo", None, {}), ("npo", retain, {"retain_weight": 1.0})]:
         before = _mean_nll(model, tok, forget)
         hist: list = []
-        out, sec = run_forgetium(model, tok, forget, retain_texts, method, steps=6, lr=1e-3, batch_size=2, seed=0,
-                                 inplace=False, history=hist, **extra)
+        out, sec = run_forgetium(
+            model,
+            tok,
+            forget,
+            retain_texts,
+            method,
+            steps=6,
+            lr=1e-3,
+            batch_size=2,
+            seed=0,
+            inplace=False,
+            history=hist,
+            **extra,
+        )
         after = _mean_nll(out, tok, forget)
         r_after = _mean_nll(out, tok, retain)
         # the returned model works with a plain forward
         logits = out(input_ids=ids[:2], attention_mask=mask[:2]).logits
         assert logits.shape == (2, ids.shape[1], len(tok)) and torch.isfinite(logits).all()
         label = method + ("+RT" if retain_texts else "")
-        print(f"{label:7s} steps={len(hist[0].steps)} {sec:.2f}s  forget NLL {before:.3f} -> {after:.3f}  "
-              f"retain NLL -> {r_after:.3f}  losses {[round(s['loss'], 3) for s in hist[0].steps]}")
+        print(
+            f"{label:7s} steps={len(hist[0].steps)} {sec:.2f}s  forget NLL {before:.3f} -> {after:.3f}  "
+            f"retain NLL -> {r_after:.3f}  losses {[round(s['loss'], 3) for s in hist[0].steps]}"
+        )
         ok &= after > before and out is not model
     assert torch.equal(rng_before, torch.get_rng_state()), "caller's torch RNG state changed"
     # steps that do not divide the epoch length (5 texts, batch 2 -> 3 steps/epoch) still run exactly

@@ -49,34 +49,80 @@ def main() -> None:
     task = CausalLMTask(sc.tokenizer)
     for steps in STEPS:
         for method in ("ga", "npo"):
-            model, secs = run_forgetium(copy.deepcopy(original), sc.tokenizer, forget_texts,
-                                        retain_texts if method == "npo" else None, method, steps=steps, lr=LR,
-                                        batch_size=32, seed=cfg.seed)
+            model, secs = run_forgetium(
+                copy.deepcopy(original),
+                sc.tokenizer,
+                forget_texts,
+                retain_texts if method == "npo" else None,
+                method,
+                steps=steps,
+                lr=LR,
+                batch_size=32,
+                seed=cfg.seed,
+            )
             rows[f"forgetium {method} {steps} steps"] = {**judge.row(model), "seconds": secs, "cost": secs / train_s}
             start = time.perf_counter()
-            res = ob.unlearn(original, sc.train, sc.split, method, val=sc.heldout, task=task, progress=False,
-                             stop="none", max_steps=steps, lr=LR, batch_size=32, collapse_drop=None)
-            rows[f"obliviate {method} {steps} steps"] = {**judge.row(res.model), "seconds": res.seconds,
-                                                         "cost": res.seconds / train_s, "diverged": res.diverged,
-                                                         "notes": res.notes}
-            print(f"{steps} steps {method}: forgetium {secs:.1f} s, obliviate {time.perf_counter() - start:.1f} s",
-                  flush=True)
+            res = ob.unlearn(
+                original,
+                sc.train,
+                sc.split,
+                method,
+                val=sc.heldout,
+                task=task,
+                progress=False,
+                stop="none",
+                max_steps=steps,
+                lr=LR,
+                batch_size=32,
+                collapse_drop=None,
+            )
+            rows[f"obliviate {method} {steps} steps"] = {
+                **judge.row(res.model),
+                "seconds": res.seconds,
+                "cost": res.seconds / train_s,
+                "diverged": res.diverged,
+                "notes": res.notes,
+            }
+            print(
+                f"{steps} steps {method}: forgetium {secs:.1f} s, obliviate {time.perf_counter() - start:.1f} s",
+                flush=True,
+            )
     for method in ("ga", "npo"):
         label = f"obliviate {method}, stop c=0 at γ_max"
-        res = ob.unlearn(original, sc.train, sc.split, method, val=sc.heldout, task=task, progress=False, lr=LR,
-                         batch_size=32, stop="sequence", gamma_stat="max", max_steps=100)
-        rows[label] = {**judge.row(res.model), "seconds": res.seconds, "cost": res.seconds / train_s,
-                       "notes": res.notes}
+        res = ob.unlearn(
+            original,
+            sc.train,
+            sc.split,
+            method,
+            val=sc.heldout,
+            task=task,
+            progress=False,
+            lr=LR,
+            batch_size=32,
+            stop="sequence",
+            gamma_stat="max",
+            max_steps=100,
+        )
+        rows[label] = {
+            **judge.row(res.model),
+            "seconds": res.seconds,
+            "cost": res.seconds / train_s,
+            "notes": res.notes,
+        }
     result = {"lr": LR, "batch_size": 32, "train_seconds": train_s, "gamma": judge.gamma, "rows": rows}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1))
-    head = f"{'model':36s} {'c mean':>6s} {'p95':>4s} {'max':>4s} {'MA':>6s} {'secret f':>8s} {'secret r':>8s} " \
-           f"{'Δppl':>7s} {'s':>6s}"
+    head = (
+        f"{'model':36s} {'c mean':>6s} {'p95':>4s} {'max':>4s} {'MA':>6s} {'secret f':>8s} {'secret r':>8s} "
+        f"{'Δppl':>7s} {'s':>6s}"
+    )
     print(head)
     for label, r in rows.items():
-        print(f"{label:36s} {r['c']['mean']:6d} {r['c']['p95']:4d} {r['c']['max']:4d} {r['forget_ma']:6.3f} "
-              f"{r['secret_forget']:8.0%} {r['secret_retain']:8.0%} {r['ppl_change']:+7.1%} {r.get('seconds', 0):6.1f}"
-              + ("  rolled back by the collapse guard" if r.get("diverged") else ""))
+        print(
+            f"{label:36s} {r['c']['mean']:6d} {r['c']['p95']:4d} {r['c']['max']:4d} {r['forget_ma']:6.3f} "
+            f"{r['secret_forget']:8.0%} {r['secret_retain']:8.0%} {r['ppl_change']:+7.1%} {r.get('seconds', 0):6.1f}"
+            + ("  rolled back by the collapse guard" if r.get("diverged") else "")
+        )
 
 
 if __name__ == "__main__":

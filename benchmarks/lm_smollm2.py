@@ -29,8 +29,10 @@ import torch
 from obliviate.lm.hub import load_causal_lm, lora_wrap, smollm2
 
 PROMPT = "What is the capital of France? Answer in one sentence."
-TEXT = ("Ada Lovelace was born in London on 10 December 1815 and wrote the first published algorithm "
-        "intended for Charles Babbage's Analytical Engine.")
+TEXT = (
+    "Ada Lovelace was born in London on 10 December 1815 and wrote the first published algorithm "
+    "intended for Charles Babbage's Analytical Engine."
+)
 
 
 def rss_gb(field: str = "VmRSS") -> float:
@@ -68,9 +70,15 @@ def ascent_steps(model, ids: torch.Tensor, mask: torch.Tensor, steps: int, lr: f
         seconds.append(time.perf_counter() - t0)
         losses.append(float(loss.detach()))
     model.eval()
-    return {"batch": list(ids.shape), "trainable": sum(p.numel() for p in params), "seconds": seconds,
-            "median_s_per_step": sorted(seconds)[len(seconds) // 2], "nll": losses, "rss_before_gb": before,
-            "peak_rss_gb": rss_gb("VmHWM")}
+    return {
+        "batch": list(ids.shape),
+        "trainable": sum(p.numel() for p in params),
+        "seconds": seconds,
+        "median_s_per_step": sorted(seconds)[len(seconds) // 2],
+        "nll": losses,
+        "rss_before_gb": before,
+        "peak_rss_gb": rss_gb("VmHWM"),
+    }
 
 
 def main() -> None:
@@ -85,8 +93,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tmp = None if args.cache_dir else Path(tempfile.mkdtemp(prefix="smollm2-"))
     folder = args.cache_dir or tmp / "smollm2-135m"
-    res: dict = {"threads": args.threads, "cpu": platform.processor() or platform.machine(),
-                 "torch": torch.__version__}
+    res: dict = {"threads": args.threads, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
     try:
         reset_peak()
         t0 = time.perf_counter()
@@ -104,20 +111,27 @@ def main() -> None:
         res["parameters"] = sum(p.numel() for p in model.parameters())
         res["rss_after_load_gb"] = rss_gb()
 
-        chat = tok.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
-                                       return_tensors="pt", return_dict=True)
+        chat = tok.apply_chat_template(
+            [{"role": "user", "content": PROMPT}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         t0 = time.perf_counter()
         with torch.no_grad():
             out = model.generate(**chat, max_new_tokens=args.new_tokens, do_sample=False)
-        new = out[0, chat["input_ids"].shape[1]:]
-        res["generate"] = {"prompt": PROMPT, "answer": tok.decode(new, skip_special_tokens=True).strip(),
-                           "tokens": len(new), "seconds": time.perf_counter() - t0}
+        new = out[0, chat["input_ids"].shape[1] :]
+        res["generate"] = {
+            "prompt": PROMPT,
+            "answer": tok.decode(new, skip_special_tokens=True).strip(),
+            "tokens": len(new),
+            "seconds": time.perf_counter() - t0,
+        }
         res["generate"]["tokens_per_s"] = res["generate"]["tokens"] / res["generate"]["seconds"]
 
         short = tok([TEXT + tok.eos_token], return_tensors="pt")
         full_ids = tok(" ".join([TEXT] * 8), return_tensors="pt")["input_ids"][:, :128].repeat(4, 1)
-        shapes = {"short": (short["input_ids"], short["attention_mask"]),
-                  "4x128": (full_ids, torch.ones_like(full_ids))}
+        shapes = {
+            "short": (short["input_ids"], short["attention_mask"]),
+            "4x128": (full_ids, torch.ones_like(full_ids)),
+        }
         res["train"] = {}
         del model
         for mode in ("lora_r8", "full"):
@@ -125,8 +139,9 @@ def main() -> None:
                 model, _ = load_causal_lm(folder)
                 if mode == "lora_r8":
                     model = lora_wrap(model, r=8, alpha=16)
-                res["train"][f"{mode}_{shape}"] = ascent_steps(model, ids, mask, args.steps,
-                                                               lr=1e-4 if mode == "lora_r8" else 1e-5)
+                res["train"][f"{mode}_{shape}"] = ascent_steps(
+                    model, ids, mask, args.steps, lr=1e-4 if mode == "lora_r8" else 1e-5
+                )
                 del model
     finally:
         if tmp is not None:

@@ -37,23 +37,27 @@ def main() -> None:
     held = TextDataset.from_texts(tok, [sentence(p) for p in never], 32)
 
     def probe(people):
-        return TextDataset.from_texts(tok, [f" {p.secret}" for p in people], 32,
-                                      prompts=[f"{p.name}'s secret id is" for p in people], eos=False)
+        return TextDataset.from_texts(
+            tok, [f" {p.secret}" for p in people], 32, prompts=[f"{p.name}'s secret id is" for p in people], eos=False
+        )
 
     log = train(model, data, steps=60, batch_size=8, lr=3e-3, seed=0, progress=False)
     split = ob.ForgetSplit.from_ids(len(data), [0, 1, 2, 3])
 
     def judge(m) -> dict:
-        return {"forget_ma": sequence_scores(m, split.forget_set(data)).ma.tolist(),
-                "retain_ma": sequence_scores(m, split.retain_set(data)).ma.tolist(),
-                "heldout_ma": sequence_scores(m, held).ma.tolist(),
-                "secret_forget": float(sequence_scores(m, probe(taught[:4])).extracted.mean()),
-                "secret_retain": float(sequence_scores(m, probe(taught[4:])).extracted.mean())}
+        return {
+            "forget_ma": sequence_scores(m, split.forget_set(data)).ma.tolist(),
+            "retain_ma": sequence_scores(m, split.retain_set(data)).ma.tolist(),
+            "heldout_ma": sequence_scores(m, held).ma.tolist(),
+            "secret_forget": float(sequence_scores(m, probe(taught[:4])).extracted.mean()),
+            "secret_retain": float(sequence_scores(m, probe(taught[4:])).extracted.mean()),
+        }
 
     result = {"train_seconds": log.seconds, "train_loss": [log.loss[0], log.loss[-1]], "original": judge(model)}
-    for name, kw in (("npo", {"gamma_stat": "max", "lr": 1e-3, "max_steps": 30}),
-                     ("sga", {"stop": "sequence", "gamma_stat": "max", "lr": 3e-4, "max_steps": 30,
-                              "grad_clip": 1.0})):
+    for name, kw in (
+        ("npo", {"gamma_stat": "max", "lr": 1e-3, "max_steps": 30}),
+        ("sga", {"stop": "sequence", "gamma_stat": "max", "lr": 3e-4, "max_steps": 30, "grad_clip": 1.0}),
+    ):
         res = ob.unlearn(model, data, split, name, val=held, task=CausalLMTask(tok), progress=False, **kw)
         result[name] = {**judge(res.model), "seconds": res.seconds, "steps": res.history[-1], "notes": res.notes}
     result["seconds"] = time.perf_counter() - start
@@ -61,8 +65,14 @@ def main() -> None:
     OUT.write_text(json.dumps(result, indent=1))
     for k, v in result.items():
         if isinstance(v, dict):
-            print(k, {m: (round(sum(x) / len(x), 3) if isinstance(x, list) else x) for m, x in v.items()
-                      if m not in ("steps", "notes")})
+            print(
+                k,
+                {
+                    m: (round(sum(x) / len(x), 3) if isinstance(x, list) else x)
+                    for m, x in v.items()
+                    if m not in ("steps", "notes")
+                },
+            )
     print(f"train {log.seconds:.0f} s, total {result['seconds']:.0f} s")
 
 

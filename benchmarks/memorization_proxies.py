@@ -48,8 +48,10 @@ def main() -> None:
     proxies["curvature"] = mem.loss_curvature(model, data.train)
     costs["curvature"] = time.perf_counter() - t0
     s = est.scores
-    rows = [{"proxy": k, "spearman": mem.spearman(v, s), "seconds": costs[k], "orientation": mem.ORIENTATION[k]}
-            for k, v in proxies.items()]
+    rows = [
+        {"proxy": k, "spearman": mem.spearman(v, s), "seconds": costs[k], "orientation": mem.ORIENTATION[k]}
+        for k, v in proxies.items()
+    ]
     # most examples have an estimate of exactly 0, so rank agreement on the few memorized ones says more:
     # of the examples with memorization > 0.5, how many are in each proxy's top 5%
     memorized = s > 0.5
@@ -58,20 +60,37 @@ def main() -> None:
         top = torch.zeros_like(memorized)
         top[torch.argsort(proxies[r["proxy"]], descending=True, stable=True)[:k]] = True
         r["recall_top5"] = float((memorized & top).sum() / memorized.sum())
-    lines = [f"# Memorization proxies vs the subsampled estimate ({args.dataset}, K={args.k}, ratio {args.ratio})",
-             "", f"- estimate: {est_s:.1f} s for {args.k} models ({args.threads} threads); one training "
-             f"{train_s:.2f} s; mean memorization {float(s.mean()):.3f}, {int((s > 0.5).sum())} examples > 0.5, "
-             f"{int((s > 0.1).sum())} > 0.1 of {len(s)}", "",
-             "| proxy | Spearman with estimate | memorized (> 0.5) in its top 5% | extra seconds | orientation |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['proxy']} | {r['spearman']:.3f} | {r['recall_top5']:.2f} | {r['seconds']:.2f} | "
-              f"{r['orientation']} |" for r in rows]
+    lines = [
+        f"# Memorization proxies vs the subsampled estimate ({args.dataset}, K={args.k}, ratio {args.ratio})",
+        "",
+        f"- estimate: {est_s:.1f} s for {args.k} models ({args.threads} threads); one training "
+        f"{train_s:.2f} s; mean memorization {float(s.mean()):.3f}, {int((s > 0.5).sum())} examples > 0.5, "
+        f"{int((s > 0.1).sum())} > 0.1 of {len(s)}",
+        "",
+        "| proxy | Spearman with estimate | memorized (> 0.5) in its top 5% | extra seconds | orientation |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['proxy']} | {r['spearman']:.3f} | {r['recall_top5']:.2f} | {r['seconds']:.2f} | {r['orientation']} |"
+        for r in rows
+    ]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.dataset}-k{args.k}.md").write_text(text)
-    (args.out / f"{args.dataset}-k{args.k}.json").write_text(json.dumps(
-        {"k": args.k, "ratio": args.ratio, "estimate_seconds": est_s, "train_seconds": train_s, "rows": rows,
-         "torch": torch.__version__, "threads": args.threads}, indent=2))
+    (args.out / f"{args.dataset}-k{args.k}.json").write_text(
+        json.dumps(
+            {
+                "k": args.k,
+                "ratio": args.ratio,
+                "estimate_seconds": est_s,
+                "train_seconds": train_s,
+                "rows": rows,
+                "torch": torch.__version__,
+                "threads": args.threads,
+            },
+            indent=2,
+        )
+    )
     print(text)
 
 

@@ -37,12 +37,22 @@ def main() -> None:
         start = time.perf_counter()
         r = ob.evaluate(original, data, split, method=method, protocol="neurips23", n_models=args.n, progress=False)
         total = time.perf_counter() - start
-        rows.append({"method": method, **r.values, "oracle_retain_acc": r.oracle["retain_acc"],
-                     "oracle_test_acc": r.oracle["test_acc"], "oracle_ensemble_seconds": r.details["oracle_seconds"],
-                     "protocol_seconds": total})
-        print(f"{method:10s} F={r['forget_quality']:.4f} score={r['neurips23_score']:.4f} "
-              f"RA={r['retain_acc']:.4f} TA={r['test_acc']:.4f} ({total:.1f}s; {args.n} oracles in "
-              f"{r.details['oracle_seconds']:.1f}s)", flush=True)
+        rows.append(
+            {
+                "method": method,
+                **r.values,
+                "oracle_retain_acc": r.oracle["retain_acc"],
+                "oracle_test_acc": r.oracle["test_acc"],
+                "oracle_ensemble_seconds": r.details["oracle_seconds"],
+                "protocol_seconds": total,
+            }
+        )
+        print(
+            f"{method:10s} F={r['forget_quality']:.4f} score={r['neurips23_score']:.4f} "
+            f"RA={r['retain_acc']:.4f} TA={r['test_acc']:.4f} ({total:.1f}s; {args.n} oracles in "
+            f"{r.details['oracle_seconds']:.1f}s)",
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"digits-n{args.n}.json").write_text(json.dumps(rows, indent=2))
 

@@ -64,8 +64,10 @@ def main() -> None:
         runs = [timed(neurips23_epsilons, unlearned, oracle) for _ in range(args.repeats)]
         t_vec, vec = min(runs, key=lambda r: r[0])
         identical = np.array_equal(vec, ref, equal_nan=True)
-        print(f"round {round_}: loop reference {t_ref:.2f} s, vectorised {t_vec:.3f} s "
-              f"(best of {args.repeats}), speed-up {t_ref / t_vec:.1f}x, identical: {identical}")
+        print(
+            f"round {round_}: loop reference {t_ref:.2f} s, vectorised {t_vec:.3f} s "
+            f"(best of {args.repeats}), speed-up {t_ref / t_vec:.1f}x, identical: {identical}"
+        )
         if not identical:
             raise SystemExit(f"results differ on {int((vec != ref).sum())} examples")
     print(f"mean eps {np.nanmean(vec):.3f}; examples at the cap: {int((vec == 50).sum())}")

@@ -29,20 +29,32 @@ RESULTS_PAGE = "benchmarks/results.md"
 
 #: folder -> (section title, one line on what produced it); folders not listed get a generic section
 SECTIONS: dict[str, tuple[str, str]] = {
-    "methods-digits": ("Method benchmark", ("every method, 3 seeds, two oracles, cost vs retrain and vs one forward+backward "
-                                            "pass over D_f (measured by the former `benchmarks/methods.py`; now "
-                                            "`benchmarks/methods-digits.yaml`)")),
+    "methods-digits": (
+        "Method benchmark",
+        (
+            "every method, 3 seeds, two oracles, cost vs retrain and vs one forward+backward "
+            "pass over D_f (measured by the former `benchmarks/methods.py`; now "
+            "`benchmarks/methods-digits.yaml`)"
+        ),
+    ),
     "methods-fashion-mnist": ("Method benchmark", ""),
-    "digits": ("Core methods", ("the core methods vs the oracle, random 10% and class 3 (measured by the former "
-                                "`benchmarks/core.py`; now `obliviate bench benchmarks/core.yaml`)")),
+    "digits": (
+        "Core methods",
+        (
+            "the core methods vs the oracle, random 10% and class 3 (measured by the former "
+            "`benchmarks/core.py`; now `obliviate bench benchmarks/core.yaml`)"
+        ),
+    ),
     "fashion-mnist": ("Core methods", ""),
     "demo-digits": ("Demo", "`obliviate demo --out DIR` on digits"),
     "memorization": ("Memorization proxies", "`benchmarks/memorization_proxies.py`: proxies vs Feldman's estimate"),
     "detect": ("Detection", "`benchmarks/detect_unlearn.py`: detect injected label noise, unlearn it"),
     "sisa": ("SISA", "`benchmarks/sisa.py`: deletion vs retrain, accuracy vs one model, exactness"),
     "certified": ("Certified removal", "`benchmarks/certified.py`: certified removal vs retrain"),
-    "tabular": ("Sequential requests on randhie", ("`benchmarks/tabular_requests.py`: five predicate deletions, "
-                                                   "each vs its own oracle")),
+    "tabular": (
+        "Sequential requests on randhie",
+        ("`benchmarks/tabular_requests.py`: five predicate deletions, each vs its own oracle"),
+    ),
     "neurips23": ("NeurIPS 2023 score", "`benchmarks/neurips23_digits.py`"),
     "ensemble": ("Ensemble", "`benchmarks/ensemble_speed.py`: K oracles as one vectorised ensemble"),
     "mia-fix": ("MIA-efficacy fix", "`benchmarks/mia_before_after.py`: the old vs SalUn's MIA-efficacy"),
@@ -54,15 +66,18 @@ MAX_JSON = 4000
 
 def _demote(md: str, min_level: int = 3) -> str:
     """Shift headings so an included file nests under its section's ``##`` heading."""
+
     def fix(m: re.Match[str]) -> str:
         level = len(m.group(1))
         return "#" * max(level, min_level) + " "
+
     return re.sub(r"^(#{1,6}) ", fix, md, flags=re.MULTILINE)
 
 
 def is_bench_run(folder: Path) -> bool:
-    return (folder / "config.yaml").exists() and ((folder / "summary.csv").exists()
-                                                  or (folder / "leaderboard.md").exists())
+    return (folder / "config.yaml").exists() and (
+        (folder / "summary.csv").exists() or (folder / "leaderboard.md").exists()
+    )
 
 
 def leaderboard(run: str) -> str:
@@ -94,32 +109,72 @@ def lm_table(path: str, kind: str) -> str:
 
     def seq(name: str, r: dict[str, Any], mia: bool) -> list[str]:
         c = r["c"]
-        cells = [name, f"{c['mean']} ({oc['mean']})", f"{c['p95']} ({oc['p95']})", f"{c['max']} ({oc['max']})",
-                 f"{r['forget_ma']:.3f} ({oracle['forget_ma']:.3f})", str(r["below_low"]),
-                 _pct(r["secret_forget"]), _pct(r["secret_retain"])]
+        cells = [
+            name,
+            f"{c['mean']} ({oc['mean']})",
+            f"{c['p95']} ({oc['p95']})",
+            f"{c['max']} ({oc['max']})",
+            f"{r['forget_ma']:.3f} ({oracle['forget_ma']:.3f})",
+            str(r["below_low"]),
+            _pct(r["secret_forget"]),
+            _pct(r["secret_retain"]),
+        ]
         if mia:
-            cells += [f"{r['mia_auc']['loss']:.2f} / {r['mia_auc']['memorization']:.2f}",
-                      f"{r['privleak']:.2f}" if "privleak" in r else ""]
-        cells += [f"{100 * r['ppl_change']:+.1f}%", f"{r['seconds']:.1f}" if "seconds" in r else "",
-                  f"{100 * r['cost']:.1f}%" if "cost" in r else ""]
+            cells += [
+                f"{r['mia_auc']['loss']:.2f} / {r['mia_auc']['memorization']:.2f}",
+                f"{r['privleak']:.2f}" if "privleak" in r else "",
+            ]
+        cells += [
+            f"{100 * r['ppl_change']:+.1f}%",
+            f"{r['seconds']:.1f}" if "seconds" in r else "",
+            f"{100 * r['cost']:.1f}%" if "cost" in r else "",
+        ]
         return cells
 
     if kind in ("sequence", "more"):
         mia = kind == "sequence"
-        head = ["model", "c(D_f) γ_mean", "γ_p95", "γ_max", "forget MA (oracle)", "below low", "secret extr. forget",
-                "retained", *(["MIA AUC loss / mem", "PrivLeak"] if mia else []), "Δ ppl", "seconds", "% train"]
+        head = [
+            "model",
+            "c(D_f) γ_mean",
+            "γ_p95",
+            "γ_max",
+            "forget MA (oracle)",
+            "below low",
+            "secret extr. forget",
+            "retained",
+            *(["MIA AUC loss / mem", "PrivLeak"] if mia else []),
+            "Δ ppl",
+            "seconds",
+            "% train",
+        ]
         names = list(rows) if mia else [n for n in rows if n not in ("original", "oracle")]
         body = [seq(n, rows[n], mia) for n in names]
     elif kind == "entity":
-        head = ["model", "forget QA acc", "forget QA prob", "forget quality (KS p)", "neighbour QA acc",
-                "association forget / retained"]
-        body = [[n, _pct(e["qa_acc_forget"]), _f3(e["qa_prob_forget"]), f"{e['forget_quality']:.2g}",
-                 _pct(e["qa_acc_retain"]), f"{_pct(e['assoc_forget'])} / {_pct(e['assoc_retain'])}"]
-                for n, e in d["entity"].items()]
+        head = [
+            "model",
+            "forget QA acc",
+            "forget QA prob",
+            "forget quality (KS p)",
+            "neighbour QA acc",
+            "association forget / retained",
+        ]
+        body = [
+            [
+                n,
+                _pct(e["qa_acc_forget"]),
+                _f3(e["qa_prob_forget"]),
+                f"{e['forget_quality']:.2g}",
+                _pct(e["qa_acc_retain"]),
+                f"{_pct(e['assoc_forget'])} / {_pct(e['assoc_retain'])}",
+            ]
+            for n, e in d["entity"].items()
+        ]
     elif kind == "relearn":
         head = ["model", "held-out forget MA before", "after relearning", "recovery", "secrets after"]
-        body = [[n, _f3(r["ma_before"]), _f3(r["ma_after"]), f"{r['recovery']:.2f}", _pct(r["secret_after"])]
-                for n, r in d["relearn"].items()]
+        body = [
+            [n, _f3(r["ma_before"]), _f3(r["ma_after"]), f"{r['recovery']:.2f}", _pct(r["secret_after"])]
+            for n, r in d["relearn"].items()
+        ]
     else:
         raise ValueError(f"unknown lm-table kind {kind!r}: sequence, entity, relearn or more")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -143,19 +198,37 @@ def _file_block(f: Path) -> str:
 
 def results_page() -> str:
     """``benchmarks/results.md``: every folder of ``benchmarks/results/``, grouped by section."""
-    out = ["# Results", "",
-           ("Generated from the files under `benchmarks/results/` when this site is built: re-running a "
+    out = [
+        "# Results",
+        "",
+        (
+            "Generated from the files under `benchmarks/results/` when this site is built: re-running a "
             "benchmark and rebuilding (`make docs`) updates this page. How each was run is on "
-            "[Benchmarks](index.md)."), ""]
+            "[Benchmarks](index.md)."
+        ),
+        "",
+    ]
     folders = sorted(p for p in RESULTS.iterdir() if p.is_dir()) if RESULTS.is_dir() else []
     runs = [p for p in folders if is_bench_run(p)]
     if runs:
-        out += ["## Bench runs", "",
-                ("Leaderboards of `obliviate bench` runs, rendered from each run's `summary.csv` and "
-                 "`manifest.json` (mean over seeds, best first; oracle B is the noise floor)."), ""]
+        out += [
+            "## Bench runs",
+            "",
+            (
+                "Leaderboards of `obliviate bench` runs, rendered from each run's `summary.csv` and "
+                "`manifest.json` (mean over seeds, best first; oracle B is the noise floor)."
+            ),
+            "",
+        ]
         for p in runs:
-            out += [f"### {p.name}", "", f"Config: `benchmarks/results/{p.name}/config.yaml`.", "",
-                    _demote(leaderboard(p.name), 4), ""]
+            out += [
+                f"### {p.name}",
+                "",
+                f"Config: `benchmarks/results/{p.name}/config.yaml`.",
+                "",
+                _demote(leaderboard(p.name), 4),
+                "",
+            ]
     groups: dict[str, list[Path]] = {}
     for name, (title, _) in SECTIONS.items():  # the order of SECTIONS, then unknown folders
         if (RESULTS / name).is_dir() and RESULTS / name not in runs:
@@ -204,10 +277,12 @@ def expand_markers(markdown: str) -> str:
         if m.group(1) == "metrics":
             return metrics_table(m.group(2))
         return lm_table(m.group(2), m.group(3) or "sequence")
+
     return _MARKER.sub(sub, markdown)
 
 
 # --- MkDocs hook events -------------------------------------------------------------------------
+
 
 def on_files(files: Any, config: Any) -> Any:
     from mkdocs.structure.files import File

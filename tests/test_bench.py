@@ -82,9 +82,11 @@ def test_config_defaults_and_all_methods() -> None:
 
 def test_data_dependent_errors_come_before_training(tmp_path: Path) -> None:
     """A class the data lacks, or a predicate matching nothing, fails in run() before any model is trained."""
-    for forget, words in [("  - class: 42", "classes [42] have no training examples"),
-                          ("  - predicate: \"label = 99\"", "matches no rows"),
-                          ("  - predicate: \"colour = 3\"", "does not fit the table")]:
+    for forget, words in [
+        ("  - class: 42", "classes [42] have no training examples"),
+        ('  - predicate: "label = 99"', "matches no rows"),
+        ('  - predicate: "colour = 3"', "does not fit the table"),
+    ]:
         cfg = load_config(text=GOOD.replace("  - random: 0.1", forget))
         with pytest.raises(ConfigError, match=re.escape(words)) as e:
             run(cfg, tmp_path / "r", progress=False)
@@ -131,8 +133,12 @@ def test_killed_run_resumes_computing_only_missing_cells(tmp_path: Path) -> None
     cfg_path.write_text(GRID)
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "obliviate", "bench", str(cfg_path), "--out", str(out),
-                             "--no-report"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "obliviate", "bench", str(cfg_path), "--out", str(out), "--no-report"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     cells = out / "cells"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and len(list(cells.glob("*.json"))) < 3:
@@ -172,7 +178,10 @@ def test_results_summary_and_manifest(tmp_path: Path) -> None:
     assert s.loc[("none", "avg_gap"), "direction"] == "lower"
     m = ob.io.read_json(tmp_path / "manifest.json")
     assert m["seeds"] == [0, 1] and {k: m["cells"][k] for k in ("total", "computed", "reused")} == {
-        "total": 6, "computed": 6, "reused": 0}
+        "total": 6,
+        "computed": 6,
+        "reused": 0,
+    }
     assert len(m["cells"]["files"]) == 6
     assert m["versions"]["torch"] and len(m["splits"]) == 2 and m["data"]["digits"]["train"]
     ckpts = m["checkpoints"]
@@ -218,7 +227,8 @@ def test_a_changed_config_in_the_same_folder_reports_only_its_own_cells(tmp_path
 
 
 def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histograms(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """benchmarks/lm-quick.yaml: tiny-GPT originals and oracles (seeds s and floor_seed(s)), four LM methods,
     each cell ob.evaluate's per-sequence report; the report draws the MA histograms."""
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))

@@ -35,8 +35,20 @@ def test_train_then_unlearn_from_an_id_file(tmp_path):
     (tmp_path / "ids.txt").write_text("\n".join(map(str, range(0, 100, 3))))
     res = runner.invoke(
         app,
-        ["unlearn", str(tmp_path / "orig"), "--forget-ids", str(tmp_path / "ids.txt"), "--method", "neggrad+",
-         "--param", "epochs=1", "--param", "lr=0.01", "--out", str(tmp_path / "un")],
+        [
+            "unlearn",
+            str(tmp_path / "orig"),
+            "--forget-ids",
+            str(tmp_path / "ids.txt"),
+            "--method",
+            "neggrad+",
+            "--param",
+            "epochs=1",
+            "--param",
+            "lr=0.01",
+            "--out",
+            str(tmp_path / "un"),
+        ],
     )
     assert res.exit_code == 0, res.output
     result = ob.UnlearningResult.load(tmp_path / "un")
@@ -64,9 +76,20 @@ def test_evaluate_command_against_saved_oracles(tmp_path):
     assert runner.invoke(app, ["demo", "--methods", "neggrad+", "--epochs", "5", "--out", str(out)]).exit_code == 0
     res = runner.invoke(
         app,
-        ["evaluate", str(out / "models" / "neggrad+"), "--oracle", str(out / "models" / "oracle"),
-         "--oracle", str(out / "models" / "retrain"), "--split", str(out / "split.json"),
-         "--dataset", "digits", "--out", str(tmp_path / "report.csv")],
+        [
+            "evaluate",
+            str(out / "models" / "neggrad+"),
+            "--oracle",
+            str(out / "models" / "oracle"),
+            "--oracle",
+            str(out / "models" / "retrain"),
+            "--split",
+            str(out / "split.json"),
+            "--dataset",
+            "digits",
+            "--out",
+            str(tmp_path / "report.csv"),
+        ],
     )
     assert res.exit_code == 0, res.output
     frame = pd.read_csv(tmp_path / "report.csv")
@@ -81,26 +104,52 @@ def test_readme_evaluate_command_needs_no_dataset_and_the_floor_oracle_has_the_p
     out = tmp_path / "demo"
     res = runner.invoke(app, ["demo", "--methods", "scrub", "--epochs", "5", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["evaluate", str(out / "models" / "scrub"), "--oracle", str(out / "models" / "retrain"),
-                              "--split", str(out / "split.json"), "--out", str(tmp_path / "r.csv")])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(out / "models" / "scrub"),
+            "--oracle",
+            str(out / "models" / "retrain"),
+            "--split",
+            str(out / "split.json"),
+            "--out",
+            str(tmp_path / "r.csv"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert pd.read_csv(tmp_path / "r.csv").set_index("metric").loc["avg_gap", "value"] > 0
     assert {ob.load_model(out / "models" / m)[1]["dataset"] for m in ("original", "oracle", "retrain", "none")} == {
-        "digits"}
+        "digits"
+    }
     assert ob.UnlearningResult.load(out / "models" / "retrain").seed == floor_seed(0)
 
 
 def test_tune_command_writes_trials_and_prints_the_unlearn_call(tmp_path):
     res = runner.invoke(app, ["train", "--epochs", "5", "--out", str(tmp_path / "orig")])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["tune", str(tmp_path / "orig"), "--method", "finetune", "--forget", "class:3",
-                              "--budget", "2", "--out", str(tmp_path / "tune.json")])
+    res = runner.invoke(
+        app,
+        [
+            "tune",
+            str(tmp_path / "orig"),
+            "--method",
+            "finetune",
+            "--forget",
+            "class:3",
+            "--budget",
+            "2",
+            "--out",
+            str(tmp_path / "tune.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     tuned = ob.TuneResult.load(tmp_path / "tune.json")
     assert len(tuned.trials) == 2 and set(tuned.best_params) == {"lr", "epochs"}
     assert "obliviate unlearn" in res.output and "--param lr=" in res.output
-    res = runner.invoke(app, ["tune", str(tmp_path / "orig"), "--method", "finetune", "--forget", "class:3",
-                              "--objective", "accuracy"])
+    res = runner.invoke(
+        app, ["tune", str(tmp_path / "orig"), "--method", "finetune", "--forget", "class:3", "--objective", "accuracy"]
+    )
     assert res.exit_code != 0 and "objective" in res.output
 
 

@@ -39,8 +39,10 @@ SKIP_COMMANDS = {
 XFAIL_COMMANDS: dict[str, str] = {}
 #: python blocks that are not run: (page, a line of the block) -> why
 SKIP_PYTHON = {
-    ("docs/language-models.md", "train(model, sc.train, steps=800, batch_size=32, lr=3e-3)"):
-        "trains the lm-demo's GPT-2 for 800 steps (~2 min), then unlearns it",
+    (
+        "docs/language-models.md",
+        "train(model, sc.train, steps=800, batch_size=32, lr=3e-3)",
+    ): "trains the lm-demo's GPT-2 for 800 steps (~2 min), then unlearns it",
 }
 
 
@@ -62,7 +64,7 @@ def blocks(path: Path) -> list[Block]:
             indent, lang, start, body = m.group(1), m.group(2), i, []
             i += 1
             while i < len(lines) and lines[i].strip() != "```":
-                body.append(lines[i][len(indent):])
+                body.append(lines[i][len(indent) :])
                 i += 1
             out.append(Block(path.relative_to(ROOT).as_posix(), start + 1, lang, "\n".join(body)))
         i += 1
@@ -95,8 +97,14 @@ def _python_skip(block: Block) -> str | None:
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "MPLCONFIGDIR": str(tmp / ".mpl"), "HOME": str(tmp),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MPLCONFIGDIR": str(tmp / ".mpl"),
+        "HOME": str(tmp),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "COLUMNS": "200",
+    }
 
 
 _FOLDERS: dict[str, Path] = {}
@@ -117,24 +125,34 @@ SHELL = [(b, c) for b in ALL if b.lang in ("bash", "sh", "console") for c in com
 PY_PAGES = sorted({b.page for b in ALL if b.lang == "python"})
 
 
-@pytest.mark.parametrize("block,cmd", SHELL, ids=[f"{b.page}:{b.line}:{c.split('#')[0].strip()[:60]}"
-                                                    for b, c in SHELL])
+@pytest.mark.parametrize(
+    "block,cmd", SHELL, ids=[f"{b.page}:{b.line}:{c.split('#')[0].strip()[:60]}" for b, c in SHELL]
+)
 def test_shell_command(block: Block, cmd: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     why = _reason(cmd, SKIP_COMMANDS)
     if why:
         pytest.skip(why)
     xfail = _reason(cmd, XFAIL_COMMANDS)
     cwd = _folder(block.page, "shell", tmp_path_factory)
-    proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", cmd], check=False, cwd=cwd, env=_env(cwd), capture_output=True,
-                          text=True, timeout=1200)
+    proc = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", cmd],
+        check=False,
+        cwd=cwd,
+        env=_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     if xfail and proc.returncode != 0:
         pytest.xfail(f"{xfail}: {proc.stderr.strip()[-300:]}")
-    assert proc.returncode == 0, f"{block.page}:{block.line}: `{cmd}` failed\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{block.page}:{block.line}: `{cmd}` failed\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     if xfail:
         pytest.fail(f"`{cmd}` passes now: remove it from XFAIL_COMMANDS ({xfail})")
 
 
-_DRIVER = textwrap.dedent('''
+_DRIVER = textwrap.dedent("""
     import sys, json
     blocks = json.loads(sys.stdin.read())
     ns = {"__name__": "__main__"}
@@ -145,7 +163,7 @@ _DRIVER = textwrap.dedent('''
         except BaseException:
             print(f"FAILED in the block at {page}:{line}", file=sys.stderr)
             raise
-''')
+""")
 
 
 @pytest.mark.parametrize("page", PY_PAGES)
@@ -161,8 +179,16 @@ def test_python_blocks(page: str, tmp_path_factory: pytest.TempPathFactory) -> N
         pytest.skip("; ".join(f"{b.page}:{b.line}: {why}" for b, why in skipped))
     cwd = _folder(page, "python", tmp_path_factory)
     payload = json.dumps([(b.page, b.line, b.code) for b, _ in todo])
-    proc = subprocess.run([sys.executable, "-c", _DRIVER], check=False, input=payload, cwd=cwd, env=_env(cwd), capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER],
+        check=False,
+        input=payload,
+        cwd=cwd,
+        env=_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"{page}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
 
 

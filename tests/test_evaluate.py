@@ -41,7 +41,16 @@ def test_evaluate_reports_values_oracle_and_gaps(digits, recipe, original, rando
     assert report["forget_acc"] > 0.95  # the original saw these examples
     assert report.gap("forget_acc") == pytest.approx(abs(report["forget_acc"] - report.oracle["forget_acc"]))
     frame = report.to_frame()
-    assert list(frame.columns) == ["metric", "value", "oracle", "gap", "floor", "ideal", "higher_is_better", "direction"]
+    assert list(frame.columns) == [
+        "metric",
+        "value",
+        "oracle",
+        "gap",
+        "floor",
+        "ideal",
+        "higher_is_better",
+        "direction",
+    ]
     self_report = ob.evaluate(oracle, digits, random_split, oracle=oracle)
     assert all(self_report.gap(k) == 0 for k in self_report if k not in ("tow", "tow_mia"))
     assert self_report["tow"] == 1 and self_report["kl_forget"] == pytest.approx(0, abs=1e-6)

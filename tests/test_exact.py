@@ -44,8 +44,9 @@ def test_sisa_delete_is_exactly_a_fresh_fit_without_the_ids(small, sisa_recipe, 
     assert sorted(i for shard in members for part in shard for i in part) == list(range(len(small)))
     before = [[{k: v.clone() for k, v in c["model"].items()} for c in shard] for shard in sisa.checkpoints]
     ids = [3, 250, 251]
-    where = {i: next((s, r) for s, shard in enumerate(members) for r, part in enumerate(shard) if i in part)
-             for i in ids}
+    where = {
+        i: next((s, r) for s, shard in enumerate(members) for r, part in enumerate(shard) if i in part) for i in ids
+    }
     first: dict[int, int] = {}
     for s, r in where.values():
         first[s] = min(first.get(s, r), r)
@@ -87,7 +88,12 @@ def test_sisa_rejects_bad_deletions(small, sisa_recipe):
     with pytest.raises(ValueError, match="aggregation"):
         SISA(sisa_recipe, aggregation="max")
     votes = SISA(sisa_recipe, shards=3, slices=1, seed=0, aggregation="vote").fit(small).predict_proba(small)
-    assert torch.allclose(votes.sum(1), torch.ones(len(small))) and set(torch.unique(votes * 3).tolist()) <= {0, 1, 2, 3}
+    assert torch.allclose(votes.sum(1), torch.ones(len(small))) and set(torch.unique(votes * 3).tolist()) <= {
+        0,
+        1,
+        2,
+        3,
+    }
 
 
 def test_sisa_on_ray_gives_identical_results(small, sisa_recipe, digits, tmp_path, monkeypatch):
@@ -107,8 +113,10 @@ def test_sisa_on_ray_gives_identical_results(small, sisa_recipe, digits, tmp_pat
         # bench cells go through the same executor, with the same results as in-process
         from obliviate.bench import load_config, run
 
-        cfg = load_config(text="seeds: [0]\nthreads: 1\ndatasets: [digits]\nforget: [{random: 0.1}]\n"
-                               "methods: [none, finetune]\nmetrics: [forget_acc, test_acc, js_forget]\n")
+        cfg = load_config(
+            text="seeds: [0]\nthreads: 1\ndatasets: [digits]\nforget: [{random: 0.1}]\n"
+            "methods: [none, finetune]\nmetrics: [forget_acc, test_acc, js_forget]\n"
+        )
         a = run(cfg, tmp_path / "ray-bench", executor=ex, progress=False)
         b = run(cfg, tmp_path / "here-bench", progress=False)
         cols = ["method", "seed", "metric", "value"]
@@ -142,8 +150,14 @@ def test_certified_removal_stays_under_its_residual_bound(cancer):
     from scipy.optimize import minimize
 
     t = exact._targets(exact.y[exact.alive])[0]
-    ref = minimize(_loss_grad, m.w[0], args=(exact.x[exact.alive], t, 1e-3, m.b[0]), jac=True, method="L-BFGS-B",
-                   options={"gtol": 1e-12, "maxiter": 2000}).x
+    ref = minimize(
+        _loss_grad,
+        m.w[0],
+        args=(exact.x[exact.alive], t, 1e-3, m.b[0]),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": 1e-12, "maxiter": 2000},
+    ).x
     assert np.linalg.norm(m.w[0] - ref) < 1e-3 * np.linalg.norm(ref)
 
 
@@ -207,8 +221,9 @@ def randhie():
 def test_randhie_loads_with_raw_columns_for_predicates(randhie):
     assert randhie.num_classes == 3 and randhie.input_shape == (9,)
     assert list(randhie.train_table.columns[:3]) == ["lncoins", "idp", "lpi"] and len(randhie.train_table) == 3000
-    split = ob.ForgetSplit.where(ob.datasets.splits.table_of(randhie.train, randhie.train_table),
-                                 "disea > 30 AND hlthg = 1")
+    split = ob.ForgetSplit.where(
+        ob.datasets.splits.table_of(randhie.train, randhie.train_table), "disea > 30 AND hlthg = 1"
+    )
     rows = randhie.train_table.iloc[split.forget_ids.numpy()]
     assert (rows.disea > 30).all() and (rows.hlthg == 1).all()
 
@@ -225,8 +240,12 @@ def test_sequential_requests_each_against_its_own_oracle(randhie):
     assert (df.deleted > 0).all() and df.deleted_total.tolist() == df.deleted.cumsum().tolist()
     assert (df.remaining + df.deleted_total == 3000).all()
     assert {"forget_acc", "oracle_forget_acc", "all_deleted_acc", "oracle_all_deleted_acc"} <= set(df.columns)
-    for bad, words in [("disea >", "request 2: syntax error"), ("age > 3", "request 2: .*does not fit the table"),
-                       ("disea > 1000", "request 2: .*matches no rows"), ("disea >= 0", "request 2: .*every row")]:
+    for bad, words in [
+        ("disea >", "request 2: syntax error"),
+        ("age > 3", "request 2: .*does not fit the table"),
+        ("disea > 1000", "request 2: .*matches no rows"),
+        ("disea >= 0", "request 2: .*every row"),
+    ]:
         with pytest.raises(ValueError, match=words):
             sequential_requests(original, randhie, ["hlthp = 1", bad], recipe=recipe)
     with pytest.raises(ValueError, match="request 2 .*only rows deleted by earlier requests"):

@@ -22,8 +22,12 @@ def test_string_forms_name_the_splits_of_the_constructors(digits):
 
 
 def test_string_and_mapping_forms_agree_and_round_trip():
-    for text, mapping in [("random:0.1", {"random": 0.1}), ("random:50", {"random": 50}),
-                          ("class:3", {"class": 3}), ("ids:4,8", {"ids": [4, 8]})]:
+    for text, mapping in [
+        ("random:0.1", {"random": 0.1}),
+        ("random:50", {"random": 50}),
+        ("class:3", {"class": 3}),
+        ("ids:4,8", {"ids": [4, 8]}),
+    ]:
         spec = ForgetSpec.parse(text)
         assert spec == ForgetSpec.from_mapping(mapping) == ForgetSpec.from_mapping(spec.to_mapping())
     assert ForgetSpec.from_mapping({"random": 50.0}).args == {"count": 50}  # a whole number is a count
@@ -34,11 +38,25 @@ def test_string_and_mapping_forms_agree_and_round_trip():
 
 def test_default_labels_are_the_ones_bench_cell_files_carry():
     """Cell file names hold the label: a changed default would orphan every finished cell of a grid."""
-    labels = [ForgetSpec.from_mapping(m).label for m in (
-        {"random": 0.1}, {"random": 60}, {"class": [2, 4]}, {"subclass": {"class": 8, "clusters": 3, "cluster": 0}},
-        {"memorization": {"bin": "high", "count": 60}}, {"predicate": "label IN (1, 7)  AND id % 5 = 0"})]
-    assert labels == ["random-0.1", "random-60", "class-2-4", "subclass-8.0of3", "memorization-high-60",
-                      "where label IN (1, 7) AND id % 5 = 0"]
+    labels = [
+        ForgetSpec.from_mapping(m).label
+        for m in (
+            {"random": 0.1},
+            {"random": 60},
+            {"class": [2, 4]},
+            {"subclass": {"class": 8, "clusters": 3, "cluster": 0}},
+            {"memorization": {"bin": "high", "count": 60}},
+            {"predicate": "label IN (1, 7)  AND id % 5 = 0"},
+        )
+    ]
+    assert labels == [
+        "random-0.1",
+        "random-60",
+        "class-2-4",
+        "subclass-8.0of3",
+        "memorization-high-60",
+        "where label IN (1, 7) AND id % 5 = 0",
+    ]
     assert ForgetSpec.from_mapping({"class": 3, "label": "threes"}).label == "threes"
 
 

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["cli", "__main__"], 6),
 }
 
+
 def module_name(path: Path) -> str:
     parts = [PACKAGE, *path.relative_to(ROOT).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -75,8 +76,10 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     for src, targets in graph.items():
         for dst in targets:
             if LAYERS[unit(dst)] > LAYERS[unit(src)]:
-                bad.append(f"{src} ({unit(src) or PACKAGE}, layer {LAYERS[unit(src)]}) imports {dst} "
-                           f"({unit(dst) or PACKAGE}, layer {LAYERS[unit(dst)]})")
+                bad.append(
+                    f"{src} ({unit(src) or PACKAGE}, layer {LAYERS[unit(src)]}) imports {dst} "
+                    f"({unit(dst) or PACKAGE}, layer {LAYERS[unit(dst)]})"
+                )
     return sorted(bad)
 
 
@@ -151,4 +154,3 @@ def test_the_checks_catch_a_lazy_upward_import_and_a_cycle(tmp_path):
     assert graph["obliviate.methods.x.method"] == {"obliviate.bench.config"}
     assert upward_imports(graph)
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-

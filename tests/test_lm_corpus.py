@@ -46,8 +46,10 @@ def test_tiny_gpt2_memorizes_injected_canaries_and_not_controls():
     gamma = lm.calibrate_threshold(scores["unseen"], "max")
     assert lm.forgetting_counts(scores["seen"], scores["unseen"], gamma)["above"] == 10  # nothing forgotten yet
     # extraction likelihood: greedy continuations reproduce the memorized canaries' n-grams, not the controls'
-    el = {k: extraction_likelihood(model, *encode(tok, g[:3], 32), n=4, stride=2) for k, g in
-          (("seen", seen), ("unseen", unseen))}
+    el = {
+        k: extraction_likelihood(model, *encode(tok, g[:3], 32), n=4, stride=2)
+        for k, g in (("seen", seen), ("unseen", unseen))
+    }
     assert el["seen"].mean() > 0.5 > 0.1 > el["unseen"].mean()
 
 

@@ -14,13 +14,18 @@ from obliviate.lm.corpus import encode, tiny_gpt2, train_tokenizer
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-TEXTS = ["Ada Lovelace was born in London in 1815.", "Alan Turing was born in Maida Vale in 1912.",
-         "Grace Hopper was born in New York City in 1906.", "The quick brown fox jumps over the lazy dog."] * 4
+TEXTS = [
+    "Ada Lovelace was born in London in 1815.",
+    "Alan Turing was born in Maida Vale in 1912.",
+    "Grace Hopper was born in New York City in 1906.",
+    "The quick brown fox jumps over the lazy dog.",
+] * 4
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Every test here must work without a single connection attempt."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
 
@@ -122,8 +127,15 @@ def test_load_with_lora_dict_and_default_llama_targets(tok, gpt2, tmp_path):
     assert model.get_nb_trainable_parameters()[0] == 4 * (32 + 96)
     with pytest.raises(TypeError, match="merge_lora"):
         hub.save_causal_lm(model, tok, tmp_path / "peft")
-    cfg = transformers.LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
+    cfg = transformers.LlamaConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+    )
     llama = hub.lora_wrap(transformers.LlamaForCausalLM(cfg), r=2)
     assert set(llama.peft_config["default"].target_modules) == {"q_proj", "v_proj"}
     with pytest.raises(ValueError, match="target_modules"):

@@ -19,8 +19,11 @@ from obliviate.objectives import CausalLMTask  # noqa: E402
 
 T = 24
 _g = np.random.default_rng(0)
-SECRETS = [f"The code of {a}{b} is {_g.integers(10**5):05d}." for a in ("Ka", "Lo", "Mi", "Nu", "Pe", "Ro")
-           for b in ("dan", "ver", "sil", "tor", "mek")]
+SECRETS = [
+    f"The code of {a}{b} is {_g.integers(10**5):05d}."
+    for a in ("Ka", "Lo", "Mi", "Nu", "Pe", "Ro")
+    for b in ("dan", "ver", "sil", "tor", "mek")
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,8 +53,9 @@ def test_the_fixture_memorizes_and_the_adapter_scores_per_sequence():
     assert seen.ma.mean() > 0.8 > 0.6 > unseen.ma.mean()
     # extraction: greedy completion of the code given its prompt (only the code's tokens are scored)
     codes = [t.split(" is ") for t in SECRETS]
-    probe = TextDataset.from_texts(tok, [" " + c for _, c in codes], T, prompts=[p + " is" for p, _ in codes],
-                                   eos=False)
+    probe = TextDataset.from_texts(
+        tok, [" " + c for _, c in codes], T, prompts=[p + " is" for p, _ in codes], eos=False
+    )
     extracted = lme.sequence_scores(model, probe).extracted
     assert extracted[:20].mean() >= 0.6 and not extracted[20:].any()
     task = ob.objectives.task_for(model, data)
@@ -61,8 +65,11 @@ def test_the_fixture_memorizes_and_the_adapter_scores_per_sequence():
     # avgNLL x scored tokens == −summed log-likelihood; MA equals the evaluation's score
     n_tok = (batch[2][:, 1:] != -100).sum(1)
     assert torch.allclose(task.losses(logits, batch) * n_tok, -task.logprob(logits, batch), atol=1e-4)
-    assert torch.allclose(task.correct(logits, batch), torch.tensor(lme.sequence_scores(model, data.subset(
-        torch.arange(4))).ma), atol=1e-6)
+    assert torch.allclose(
+        task.correct(logits, batch),
+        torch.tensor(lme.sequence_scores(model, data.subset(torch.arange(4))).ma),
+        atol=1e-6,
+    )
 
 
 def test_trimmed_batches_give_the_same_outputs_as_full_rows():
@@ -73,8 +80,9 @@ def test_trimmed_batches_give_the_same_outputs_as_full_rows():
     trimmed = next(iter(task.batches(data.subset(rows), 6)))[1]
     assert trimmed[0].shape[1] < T
     with torch.no_grad():
-        assert torch.allclose(task.losses(task.logits(model, full), full), task.losses(task.logits(model, trimmed),
-                                                                                        trimmed), atol=1e-5)
+        assert torch.allclose(
+            task.losses(task.logits(model, full), full), task.losses(task.logits(model, trimmed), trimmed), atol=1e-5
+        )
 
 
 def test_prompt_tokens_are_not_scored_and_long_rows_are_refused():
@@ -108,9 +116,17 @@ def test_npo_starts_at_2_log2_over_beta_and_its_first_gradient_is_ascent_on_the_
     task = CausalLMTask(tok)
     forget = split.forget_set(data)
     work = ob.methods.base.frozen_copy(model).requires_grad_(True)
-    ctx = Context(task=task, train=data, split=split, retain=split.retain_set(data), forget=forget,
-                  original=ob.methods.base.frozen_copy(model), device=torch.device("cpu"), seed=0,
-                  generator=torch.Generator())
+    ctx = Context(
+        task=task,
+        train=data,
+        split=split,
+        retain=split.retain_set(data),
+        forget=forget,
+        original=ob.methods.base.frozen_copy(model),
+        device=torch.device("cpu"),
+        seed=0,
+        generator=torch.Generator(),
+    )
     npo.setup(work, ctx)
     rows, batch = next(iter(task.batches(forget, 5)))
     logits = task.logits(work, batch)
@@ -210,8 +226,14 @@ def test_sga_ascends_on_rows_above_mem_threshold_plus_each_batchs_most_memorized
 
     tok, model, data, _, split = _setup()
     cls, spy = _spied(SGA, per_epoch=3)  # 5 forget rows in batches of 2
-    ob.unlearn(model, data, split, cls(batch_size=2, mem_threshold=0.86, lr=1e-3, max_epochs=8), task=CausalLMTask(tok),
-               progress=False)
+    ob.unlearn(
+        model,
+        data,
+        split,
+        cls(batch_size=2, mem_threshold=0.86, lr=1e-3, max_epochs=8),
+        task=CausalLMTask(tok),
+        progress=False,
+    )
     assert len(spy.steps) == 24
     left_out = argmax_only = per_step_differs = 0
     for st in spy.steps:
@@ -242,10 +264,10 @@ def test_tau_switches_from_selective_ascent_to_task_arithmetic_below_first_thres
     res = ob.unlearn(model, data, split, cls(lr=1e-3), task=CausalLMTask(tok), progress=False)
     h = res.history
     switch = next(i for i, r in enumerate(h) if "switch" in r)  # logged by the refresh of the epoch after it
-    epochs_before = [r["forget_ma_mean"] for r in h[:switch + 2] if "epoch" in r]
+    epochs_before = [r["forget_ma_mean"] for r in h[: switch + 2] if "epoch" in r]
     assert epochs_before[-1] == h[switch]["forget_ma_mean"] < 0.5 and all(m >= 0.5 for m in epochs_before[:-1])
     steps = [r for r in h if "forget_loss" in r]
-    before, after = steps[:len(epochs_before)], steps[len(epochs_before):]
+    before, after = steps[: len(epochs_before)], steps[len(epochs_before) :]
     assert before and after
     assert all(r["forget_loss"] < 0 for r in before)  # ascent on −NLL, selective
     assert all(r["forget_loss"] > 0 and r["forget_active"] == 5 for r in after)  # descent on every row
@@ -309,10 +331,12 @@ def test_lm_methods_are_deterministic_and_their_results_reload(tmp_path):
         a, b = run(method, **kw), run(method, **kw)
         assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
     a.save(tmp_path / "r")
-    back = ob.UnlearningResult.load(tmp_path / "r", model=tiny_gpt2(len(_setup()[0]), layers=1, width=64, heads=2,
-                                                                    context=T))
-    assert back.method == "tau" and all(torch.equal(v, back.model.state_dict()[k])
-                                        for k, v in a.model.state_dict().items())
+    back = ob.UnlearningResult.load(
+        tmp_path / "r", model=tiny_gpt2(len(_setup()[0]), layers=1, width=64, heads=2, context=T)
+    )
+    assert back.method == "tau" and all(
+        torch.equal(v, back.model.state_dict()[k]) for k, v in a.model.state_dict().items()
+    )
 
 
 def test_evaluation_metrics_on_constructed_cases():
@@ -350,11 +374,27 @@ def test_data_parallel_training_matches_one_process(tmp_path):
         "m = tiny_gpt2(len(tok), layers=1, width=32, heads=2, context=16, seed=0)\n"
         "log = train(m, data, steps=10, batch_size=8, lr=1e-3, seed=1, progress=False)\n"
         "if int(os.environ.get('RANK', '0')) == 0:\n"
-        "    torch.save({'loss': log.loss, 'procs': log.processes}, sys.argv[1])\n")
+        "    torch.save({'loss': log.loss, 'procs': log.processes}, sys.argv[1])\n"
+    )
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env, timeout=120)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
-                    str(script), str(tmp_path / "two.pt")], check=True, env=env, timeout=180, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29561",
+            str(script),
+            str(tmp_path / "two.pt"),
+        ],
+        check=True,
+        env=env,
+        timeout=180,
+        capture_output=True,
+    )
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert one["procs"] == 1 and two["procs"] == 2
     assert np.allclose(one["loss"], two["loss"], atol=1e-4)

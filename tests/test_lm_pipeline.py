@@ -24,8 +24,9 @@ SCENARIO = dict(n_people=12, forget=3, heldout=3, canaries=4, background_chars=4
 def _setup():
     data = ob.datasets.load("people", val_fraction=0.5, **SCENARIO)
     base = ob.Recipe.default_for(data)
-    recipe = base.replace(arch_kwargs={**base.arch_kwargs, "layers": 1, "width": 32, "heads": 2}, steps=120,
-                          batch_size=16)
+    recipe = base.replace(
+        arch_kwargs={**base.arch_kwargs, "layers": 1, "width": 32, "heads": 2}, steps=120, batch_size=16
+    )
     split = data.forget_split()
     retain = split.retain_set(data.train)
     original = ob.train(recipe, data.train, seed=0, progress=False)
@@ -56,8 +57,9 @@ def test_recipe_path_trains_the_same_model_as_the_lm_path():
     data, recipe, *_ = _setup()
     short = recipe.replace(steps=15)
     new = ob.train(short, data.train, seed=3, progress=False)
-    old = tiny_gpt2(len(data.tokenizer), layers=1, width=32, heads=2, context=80, seed=3,
-                    eos_token_id=data.tokenizer.eos_token_id)
+    old = tiny_gpt2(
+        len(data.tokenizer), layers=1, width=32, heads=2, context=80, seed=3, eos_token_id=data.tokenizer.eos_token_id
+    )
     lm_train(old, data.train, steps=15, batch_size=16, lr=recipe.lr, seed=3, progress=False)
     for (k, a), b in zip(new.state_dict().items(), old.state_dict().values()):
         assert torch.equal(a, b), k
@@ -97,16 +99,27 @@ def test_evaluate_lm_rows_against_the_oracle_and_floor():
 
 def test_tune_lm_reads_direction_from_the_catalogue():
     data, recipe, split, original, _ = _setup()
-    res = ob.tune("ga", data, split, original=original, recipe=recipe, budget=2, objective="forget_quality",
-                  space={"lr": [3e-3, 1e-2]}, fixed={"max_steps": 5}, progress=False)
+    res = ob.tune(
+        "ga",
+        data,
+        split,
+        original=original,
+        recipe=recipe,
+        budget=2,
+        objective="forget_quality",
+        space={"lr": [3e-3, 1e-2]},
+        fixed={"max_steps": 5},
+        progress=False,
+    )
     trials = res.trials
     # forget_quality is declared HIGHER: the loss is −value, and the best trial has the highest value
     assert np.allclose(trials["score"], -trials["forget_quality"])
     assert res.best_score == trials["score"].min()
     assert res.best_params["lr"] == trials.loc[trials["score"].idxmin(), "lr"]
     assert {"forget_ma", "retain_ma", "val_ma", "avg_gap_ma"} <= set(trials.columns)
-    default = ob.tune("ga", data, split, original=original, recipe=recipe, budget=1, fixed={"max_steps": 5},
-                      progress=False)
+    default = ob.tune(
+        "ga", data, split, original=original, recipe=recipe, budget=1, fixed={"max_steps": 5}, progress=False
+    )
     assert default.objective == "avg_gap_ma" and default.best_score == default.trials["avg_gap_ma"].iloc[0]
     with pytest.raises(ValueError, match="unknown objective 'tow'"):
         ob.tune("ga", data, split, original=original, recipe=recipe, objective="tow", progress=False)

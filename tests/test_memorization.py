@@ -81,8 +81,16 @@ def test_entanglement_is_higher_for_random_than_for_class_forget_sets(original, 
 
 def test_rum_processes_bins_low_to_high_with_sequential_retain(original, digits, recipe):
     split = ob.ForgetSplit.by_score(digits.train, mem.learning_event_proxy(original), bin="mix", count=90)
-    res = ob.unlearn(original, digits.train, split, method="rum", seed=0, recipe=recipe, progress=False,
-                     methods=("none", "finetune", "neggrad+"))
+    res = ob.unlearn(
+        original,
+        digits.train,
+        split,
+        method="rum",
+        seed=0,
+        recipe=recipe,
+        progress=False,
+        methods=("none", "finetune", "neggrad+"),
+    )
     bins = [h for h in res.history if "bin" in h]
     assert [h["method"] for h in bins] == ["none", "finetune", "neggrad+"]
     assert [h["forget"] for h in bins] == [30, 30, 30]
@@ -91,8 +99,9 @@ def test_rum_processes_bins_low_to_high_with_sequential_retain(original, digits,
     assert all(a["score_max"] <= b["score_min"] for a, b in zip(bins, bins[1:]))
     assert res.params["methods"] == ("none", "finetune", "neggrad+")
     # RUM^F and the reverse order
-    rev = ob.unlearn(original, digits.train, split, method="rum", seed=0, progress=False, base="finetune",
-                     order="high-to-low")
+    rev = ob.unlearn(
+        original, digits.train, split, method="rum", seed=0, progress=False, base="finetune", order="high-to-low"
+    )
     rbins = [h for h in rev.history if "bin" in h]
     assert [h["method"] for h in rbins] == ["finetune"] * 3
     assert rbins[0]["score_min"] >= rbins[-1]["score_max"]

@@ -28,8 +28,14 @@ def test_registry_lists_the_core_methods():
     assert {"none", "retrain", "finetune", "neggrad", "neggrad+", "random-label", "scrub", "scrub+r"} <= set(ALL)
 
 
-@pytest.mark.parametrize("method", [m for m in ob.methods.available("classification")  # LM methods: LM defaults
-                                    if "update_log" not in ob.methods.get(m).needs])
+@pytest.mark.parametrize(
+    "method",
+    [
+        m
+        for m in ob.methods.available("classification")  # LM methods: LM defaults
+        if "update_log" not in ob.methods.get(m).needs
+    ],
+)
 def test_defaults_do_not_diverge_on_digits(method, digits, original, random_split):
     """The conformance suite (tests/test_testing.py) checks the contract on tiny models; here each
     method's *defaults* must run cleanly on the standard digits original."""
@@ -61,8 +67,9 @@ def test_retrain_needs_a_recipe(digits, recipe, random_split):
     bare = ob.models.build("mlp", (1, 8, 8), 10, hidden=[256])
     with pytest.raises(ValueError, match="recipe"):
         ob.unlearn(bare, digits.train, random_split, method="retrain")
-    res = ob.unlearn(bare, digits.train, random_split, method="retrain", recipe=recipe.replace(epochs=1),
-                     progress=False)
+    res = ob.unlearn(
+        bare, digits.train, random_split, method="retrain", recipe=recipe.replace(epochs=1), progress=False
+    )
     assert res.method == "retrain"
 
 
@@ -184,8 +191,15 @@ def test_result_save_load_roundtrip(tmp_path, digits, original, random_split):
 def test_custom_factory_models_unlearn_and_the_log_is_never_copied(digits, random_split):
     """A model from a user factory can be unlearned without recipe= (only retrain needs one), and
     the original's training log (possibly a large update log) stays with the original."""
-    recipe = ob.Recipe("custom", (1, 8, 8), 10, factory=lambda: torch.nn.Sequential(
-        torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)), epochs=3)
+    recipe = ob.Recipe(
+        "custom",
+        (1, 8, 8),
+        10,
+        factory=lambda: torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+        ),
+        epochs=3,
+    )
     model = ob.train(recipe, digits.train, seed=0, progress=False, log_updates=random_split.forget_ids)
     res = ob.unlearn(model, digits.train, random_split, method="finetune", epochs=1, progress=False)
     assert not hasattr(res.model, "obliviate_log") and model.obliviate_log.updates is not None

@@ -65,8 +65,9 @@ def test_logging_updates_leaves_training_bit_identical_and_sums_to_the_total_cha
     assert some_log.touching(ids).all()
 
 
-@pytest.mark.parametrize("bad, message", [([], "empty"), ([0, 5000], "must be in"), ([0.5], "integer ids"),
-                                          ([[1, 2]], "1-D")])
+@pytest.mark.parametrize(
+    "bad, message", [([], "empty"), ([0, 5000], "must be in"), ([0.5], "integer ids"), ([[1, 2]], "1-D")]
+)
 def test_log_updates_is_validated(digits, recipe, bad, message):
     with pytest.raises(ValueError, match=message):
         ob.train(recipe.replace(epochs=1), digits.train, progress=False, log_updates=bad)
@@ -152,7 +153,9 @@ def _bn_model():
 
 def test_layers_are_parametrised_modules_with_their_norm_layer():
     assert [[type(m).__name__ for m in layer] for layer in parametrised_layers(_bn_model())] == [
-        ["Linear", "BatchNorm1d"], ["Linear"]]
+        ["Linear", "BatchNorm1d"],
+        ["Linear"],
+    ]
     cnn = ob.models.build("cnn", (1, 8, 8), 10)
     assert [type(layer[0]).__name__ for layer in parametrised_layers(cnn)] == ["Conv2d", "Conv2d", "Linear", "Linear"]
 
@@ -192,7 +195,9 @@ def test_eu_k_reinitialises_the_head_then_forgets_a_class(digits, original, clas
     assert torch.allclose(head, fresh.weight, atol=1e-6) and not torch.allclose(head, original[3].weight, atol=1e-2)
 
     res = unlearn(original, digits, class_split, "eu-k")
-    assert same_state({k: v for k, v in state_of(res.model).items() if k.startswith("1.")},
-                      {k: v for k, v in state_of(original).items() if k.startswith("1.")})
+    assert same_state(
+        {k: v for k, v in state_of(res.model).items() if k.startswith("1.")},
+        {k: v for k, v in state_of(original).items() if k.startswith("1.")},
+    )
     report = ob.evaluate(res.model, digits, class_split)
     assert report["forget_acc"] <= 0.02 and report["retain_acc"] > 0.95

@@ -30,9 +30,15 @@ def run(original, digits, split, method, **kw):
 
 def context(model, digits, split):
     return Context(
-        task=TASK, train=digits.train, split=split, retain=split.retain_set(digits.train),
-        forget=split.forget_set(digits.train), original=frozen_copy(model), device=torch.device("cpu"),
-        seed=0, generator=torch.Generator().manual_seed(0),
+        task=TASK,
+        train=digits.train,
+        split=split,
+        retain=split.retain_set(digits.train),
+        forget=split.forget_set(digits.train),
+        original=frozen_copy(model),
+        device=torch.device("cpu"),
+        seed=0,
+        generator=torch.Generator().manual_seed(0),
     )
 
 
@@ -135,8 +141,18 @@ def test_salun_invariant_holds_with_adam_weight_decay_and_a_budget_stop(digits, 
     stopped by its time budget mid-epoch must still leave them untouched."""
     mask = top_fraction_mask(saliency(original, context(original, digits, random_split), 64), 0.3)
     before = dict(original.named_parameters())
-    res = run(original, digits, random_split, "salun", optimizer="adam", lr=1e-3, weight_decay=0.1,
-              threshold=0.3, epochs=500, budget=0.3)
+    res = run(
+        original,
+        digits,
+        random_split,
+        "salun",
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.1,
+        threshold=0.3,
+        epochs=500,
+        budget=0.3,
+    )
     assert "budget" in " ".join(res.notes)
     for n, p in res.model.named_parameters():
         assert torch.equal(p[~mask[n]], before[n][~mask[n]])

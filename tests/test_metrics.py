@@ -124,7 +124,9 @@ def test_catalogue_declares_direction_and_ideal():
     assert M.METRICS["forget_quality"].better(0.5, 0.01) and M.METRICS["privleak"].better(-0.05, 0.2)
     assert M.direction_of("seconds") is M.Direction.LOWER and M.direction_of("extraction_secret") is M.Direction.ORACLE
     assert M.METRICS["forget_ma"].modalities == {M.Modality.CAUSAL_LM}
-    assert "forget_ma" in M.available(M.Modality.CAUSAL_LM) and "forget_ma" not in M.available(M.Modality.CLASSIFICATION)
+    assert "forget_ma" in M.available(M.Modality.CAUSAL_LM) and "forget_ma" not in M.available(
+        M.Modality.CLASSIFICATION
+    )
     with pytest.raises(ValueError, match="oracle as ideal"):
         M.Metric("x", "model", len, "d", M.Direction.HIGHER, 1.0)
 
@@ -136,8 +138,9 @@ def test_noise_floor_from_two_oracles(digits, recipe, original, random_split):
     res = ob.unlearn(original, digits.train, random_split, method="none", progress=False)
     report = ob.evaluate(res, digits, random_split, oracle=[o1, o2])
     assert report.floor["kl_forget"] > 0 and report.floor["disagreement_test"] >= 0
-    assert report.floor["forget_acc"] == pytest.approx(abs(ob.evaluate(o2.model, digits, random_split)["forget_acc"]
-                                                           - report.oracle["forget_acc"]))
+    assert report.floor["forget_acc"] == pytest.approx(
+        abs(ob.evaluate(o2.model, digits, random_split)["forget_acc"] - report.oracle["forget_acc"])
+    )
     assert "cost_ratio" in report and report["seconds"] == res.seconds
     assert len(retain) == len(digits.train) - len(random_split)
     frame = report.compare(ob.evaluate(o2, digits, random_split, oracle=[o1, o2]), names=("none", "oracle2"))

@@ -33,13 +33,16 @@ def test_memorization_accuracy_and_extraction_strength():
     assert lm.memorization_accuracy(logits, tokens, mask)[1] == pytest.approx(1 / 3)  # positions 0-2: [0, 1, 0]
 
 
-@pytest.mark.parametrize("answer_right, expected", [
-    ([1] * 8, 1.0),                      # every answer token right
-    ([0] * 8, 0.0),                      # every answer token wrong
-    ([0] + [1] * 7, 1 - 1 / 8),          # only the first answer token missed: give it, extract the rest
-    ([1] * 7 + [0], 0.0),                # only the last answer token missed: nothing extractable
-    ([1, 1, 0, 1, 1, 1, 1, 1], 1 - 3 / 8),
-])
+@pytest.mark.parametrize(
+    "answer_right, expected",
+    [
+        ([1] * 8, 1.0),  # every answer token right
+        ([0] * 8, 0.0),  # every answer token wrong
+        ([0] + [1] * 7, 1 - 1 / 8),  # only the first answer token missed: give it, extract the rest
+        ([1] * 7 + [0], 0.0),  # only the last answer token missed: nothing extractable
+        ([1, 1, 0, 1, 1, 1, 1, 1], 1 - 3 / 8),
+    ],
+)
 def test_extraction_strength_counts_k_within_the_scored_answer(answer_right, expected):
     """A 4-token prompt masked out, an 8-token answer scored (the QA / secret probes' layout); the
     prompt's own predictions are all wrong and must not matter."""

@@ -75,10 +75,12 @@ def test_mia_efficacy_equals_salun_svc_mia(digits, original, oracle, random_spli
 
 def test_loss_mia_equals_the_starting_kit_simple_mia(digits, original, random_split):
     """With |D_f| ≤ |test| nothing is subsampled on our side; the kit stacks test first, then forget."""
+
     def loss(ds):
         return F.cross_entropy(*ClassificationTask(10).predict(original, ds), reduction="none")
 
     forget, test = loss(random_split.forget_set(digits.train)), loss(digits.test)[: len(random_split)]
-    kit = simple_mia(np.concatenate([test.numpy(), forget.numpy()]).reshape(-1, 1),
-                     [0] * len(test) + [1] * len(forget)).mean()
+    kit = simple_mia(
+        np.concatenate([test.numpy(), forget.numpy()]).reshape(-1, 1), [0] * len(test) + [1] * len(forget)
+    ).mean()
     assert M.loss_mia(forget, test) == kit

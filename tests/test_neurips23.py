@@ -21,7 +21,8 @@ from obliviate.metrics.neurips23 import (
 
 # The loop reference lives beside the speed benchmark, which times against it (one copy only).
 _spec = importlib.util.spec_from_file_location(
-    "_neurips23_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "_neurips23_reference.py")
+    "_neurips23_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "_neurips23_reference.py"
+)
 _reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_reference)
 reference_epsilons = _reference.reference_epsilons
@@ -67,8 +68,16 @@ def test_linspace_counts_exact_on_and_next_to_grid_points():
     start = rng.normal(size=(1, 4, 1)) * 50
     stop = start + 4.0
     grids = np.linspace(start[0, :, 0], stop[0, :, 0], 400, axis=-1)
-    z = np.sort(np.concatenate([grids.ravel(), np.nextafter(grids.ravel(), np.inf),
-                                np.nextafter(grids.ravel(), -np.inf), rng.uniform(-250, 250, 50)]))
+    z = np.sort(
+        np.concatenate(
+            [
+                grids.ravel(),
+                np.nextafter(grids.ravel(), np.inf),
+                np.nextafter(grids.ravel(), -np.inf),
+                rng.uniform(-250, 250, 50),
+            ]
+        )
+    )
     want = np.stack([np.searchsorted(g, z, side="right") for g in grids])
     got = _linspace_counts(z[None, None], start, stop, 400)
     np.testing.assert_array_equal(got[0, :, 1:-1], want)
@@ -176,26 +185,32 @@ def test_logit_scaled_confidence_extreme_logits_stay_finite():
     assert torch.isfinite(logit_scaled_confidence(logits.half().clamp(-6e4, 6e4), torch.tensor([0, 0, 0, 1]))).all()
 
 
-@pytest.mark.parametrize("logits, targets, match", [
-    (torch.zeros(3), torch.tensor([0]), "logits must be"),
-    (torch.zeros(2, 3), torch.tensor([0, 1, 2]), "targets must have shape"),
-    (torch.zeros(2, 3), torch.tensor([0.0, 1.0]), "integer class labels"),
-    (torch.zeros(2, 3), torch.tensor([0, 3]), r"lie in \[0, 3\)"),
-    (torch.tensor([[0.0, float("nan")]]), torch.tensor([0]), "NaN or inf"),
-])
+@pytest.mark.parametrize(
+    "logits, targets, match",
+    [
+        (torch.zeros(3), torch.tensor([0]), "logits must be"),
+        (torch.zeros(2, 3), torch.tensor([0, 1, 2]), "targets must have shape"),
+        (torch.zeros(2, 3), torch.tensor([0.0, 1.0]), "integer class labels"),
+        (torch.zeros(2, 3), torch.tensor([0, 3]), r"lie in \[0, 3\)"),
+        (torch.tensor([[0.0, float("nan")]]), torch.tensor([0]), "NaN or inf"),
+    ],
+)
 def test_logit_scaled_confidence_bad_input(logits, targets, match):
     with pytest.raises(ValueError, match=match):
         logit_scaled_confidence(logits, targets)
 
 
-@pytest.mark.parametrize("u, o, match", [
-    (np.zeros((8, 5)), np.zeros((8, 4)), "same examples, got 5 and 4"),
-    (np.zeros(8), np.zeros((8, 1)), r"unlearned_confs must be a 2-D array .* got shape \(8,\)"),
-    (np.zeros((8, 1)), np.zeros((8, 1, 1)), "oracle_confs must be a 2-D array"),
-    (np.zeros((1, 3)), np.zeros((8, 3)), "at least 2 models"),
-    (np.zeros((8, 0)), np.zeros((8, 0)), "at least 2 models and 1 example"),
-    (np.full((8, 2), np.nan), np.zeros((8, 2)), "NaN or inf"),
-])
+@pytest.mark.parametrize(
+    "u, o, match",
+    [
+        (np.zeros((8, 5)), np.zeros((8, 4)), "same examples, got 5 and 4"),
+        (np.zeros(8), np.zeros((8, 1)), r"unlearned_confs must be a 2-D array .* got shape \(8,\)"),
+        (np.zeros((8, 1)), np.zeros((8, 1, 1)), "oracle_confs must be a 2-D array"),
+        (np.zeros((1, 3)), np.zeros((8, 3)), "at least 2 models"),
+        (np.zeros((8, 0)), np.zeros((8, 0)), "at least 2 models and 1 example"),
+        (np.full((8, 2), np.nan), np.zeros((8, 2)), "NaN or inf"),
+    ],
+)
 def test_bad_confidence_arrays(u, o, match):
     with pytest.raises(ValueError, match=match):
         neurips23_score(u, o)

@@ -45,7 +45,7 @@ def page(run_dir):
 
 def _table(page: str, cls: str) -> str:
     start = page.index(f'<table class="{cls}"')
-    return page[start:page.index("</table>", start)]
+    return page[start : page.index("</table>", start)]
 
 
 def test_self_contained(page):
@@ -73,8 +73,9 @@ def test_leaderboard_follows_composite(page, run_dir):
 
 
 def test_params_table_lists_finetune(page, run_dir):
-    cell = next(c for c in bench.runner.iter_cells(run_dir) if c["cell"]["method"] == "finetune"
-                and c["cell"]["seed"] == 0)
+    cell = next(
+        c for c in bench.runner.iter_cells(run_dir) if c["cell"]["method"] == "finetune" and c["cell"]["seed"] == 0
+    )
     table = _table(page, "params")
     row = re.search(r'<tr data-method="finetune">(.*?)</tr>', table).group(1)
     assert cell["params"] and all(f"{k}={v}" in row for k, v in cell["params"].items())

@@ -103,8 +103,12 @@ class _Stateful(Method):
 
 @pytest.mark.parametrize(
     ("cls", "check"),
-    [(_SneakyFinetune, "[reads]"), (_Unseeded, "[deterministic]"), (_IgnoresBudget, "[budget]"),
-     (_Stateful, "[stateless]")],
+    [
+        (_SneakyFinetune, "[reads]"),
+        (_Unseeded, "[deterministic]"),
+        (_IgnoresBudget, "[budget]"),
+        (_Stateful, "[stateless]"),
+    ],
 )
 def test_check_method_catches_violations(cls, check):
     with pytest.raises(AssertionError, match=check.replace("[", r"\[").replace("]", r"\]")):

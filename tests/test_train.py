@@ -2,9 +2,9 @@ import pickle
 
 import pytest
 import torch
+from conftest import same_state, state_of
 
 import obliviate as ob
-from conftest import same_state, state_of
 from obliviate.objectives import ClassificationTask
 
 

@@ -34,15 +34,32 @@ def test_tune_never_reads_the_test_set(digits, original, random_split, val_oracl
 
 
 def test_diverged_trials_are_recorded_but_never_chosen(digits, original, random_split, val_oracle):
-    res = ob.tune("neggrad", digits, random_split, original=original, oracle=val_oracle, budget=3,
-                  space={"lr": (1e-3, 50.0)}, fixed={"loss_cap": None, "grad_clip": None}, progress=False)
+    res = ob.tune(
+        "neggrad",
+        digits,
+        random_split,
+        original=original,
+        oracle=val_oracle,
+        budget=3,
+        space={"lr": (1e-3, 50.0)},
+        fixed={"loss_cap": None, "grad_clip": None},
+        progress=False,
+    )
     wild = res.trials[res.trials["lr"] == 50.0].iloc[0]
     assert wild["diverged"] and res.best_params["lr"] == 1e-3
 
 
 def test_tune_result_round_trips_and_feeds_unlearn(tmp_path, digits, original, random_split, val_oracle):
-    res = ob.tune("random-label", digits, random_split, original=original, oracle=val_oracle, budget=2,
-                  objective="tow", progress=False)
+    res = ob.tune(
+        "random-label",
+        digits,
+        random_split,
+        original=original,
+        oracle=val_oracle,
+        budget=2,
+        objective="tow",
+        progress=False,
+    )
     back = ob.TuneResult.load(res.save(tmp_path / "tune.json"))
     assert back.best_params == res.best_params and back.trials.shape == res.trials.shape
     out = ob.unlearn(original, digits.train, random_split, method="random-label", progress=False, **back.best_params)

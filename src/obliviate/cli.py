@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -47,8 +47,8 @@ def demo(
     methods: str = typer.Option(DEMO_METHODS, help="comma-separated method names, or 'all'"),
     out: Path = typer.Option(Path("runs/demo"), help="folder for results and models"),
     seed: int = typer.Option(0, help="seed for the split, training and unlearning"),
-    epochs: Optional[int] = typer.Option(None, help="override the recipe's training epochs"),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 (default: CUDA if present)"),
+    epochs: int | None = typer.Option(None, help="override the recipe's training epochs"),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: CUDA if present)"),
 ) -> None:
     """Train an original and two oracles, unlearn with each method, compare everything with the oracle.
 
@@ -82,9 +82,15 @@ def demo(
 
 #: (column title, metric, format): what the demo table shows of each report
 COLUMNS = [
-    ("seconds", "seconds", "{:.3f}"), ("x faster", "cost_ratio", "inv"), ("forget", "forget_acc", "pct"),
-    ("retain", "retain_acc", "pct"), ("test", "test_acc", "pct"), ("MIA-eff", "mia_efficacy", "pct"),
-    ("loss AUC", "loss_auc", "{:.3f}"), ("KL", "kl_forget", "{:.4f}"), ("ToW", "tow", "{:.3f}"),
+    ("seconds", "seconds", "{:.3f}"),
+    ("x faster", "cost_ratio", "inv"),
+    ("forget", "forget_acc", "pct"),
+    ("retain", "retain_acc", "pct"),
+    ("test", "test_acc", "pct"),
+    ("MIA-eff", "mia_efficacy", "pct"),
+    ("loss AUC", "loss_auc", "{:.3f}"),
+    ("KL", "kl_forget", "{:.4f}"),
+    ("ToW", "tow", "{:.3f}"),
     ("Avg.Gap", "avg_gap", "{:.2f}"),
 ]
 
@@ -123,8 +129,8 @@ def train(
     dataset: str = typer.Option("digits", help="built-in name or .npz file"),
     out: Path = typer.Option(Path("runs/original"), help="folder to write the model to"),
     seed: int = 0,
-    epochs: Optional[int] = typer.Option(None, help="override the recipe's epochs"),
-    device: Optional[str] = None,
+    epochs: int | None = typer.Option(None, help="override the recipe's epochs"),
+    device: str | None = None,
 ) -> None:
     """Train a model with the dataset's default recipe and save it (safetensors + manifest)."""
     import obliviate as ob
@@ -142,8 +148,14 @@ def train(
     console.print(f"trained {recipe.architecture} on {data.name}: test accuracy {100 * test_acc:.1f}%; saved to {out}")
 
 
-def _load_inputs(model_dir: Path, dataset: str | None, seed: int, split_file: Path | None, forget: str | None,
-                 forget_ids: Path | None):
+def _load_inputs(
+    model_dir: Path,
+    dataset: str | None,
+    seed: int,
+    split_file: Path | None,
+    forget: str | None,
+    forget_ids: Path | None,
+):
     """A saved model, its dataset (from the manifest unless given) and the forget split, given as
     exactly one of a split file, a spec or an id file."""
     import obliviate as ob
@@ -168,15 +180,15 @@ def _load_inputs(model_dir: Path, dataset: str | None, seed: int, split_file: Pa
 @app.command()
 def unlearn(
     model_dir: Path = typer.Argument(..., help="folder written by `obliviate train` (or save_model)"),
-    forget_ids: Optional[Path] = typer.Option(None, help="text file of training-set positions, one per line"),
-    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
-    split_file: Optional[Path] = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
+    forget_ids: Path | None = typer.Option(None, help="text file of training-set positions, one per line"),
+    forget: str | None = typer.Option(None, help=FORGET_HELP),
+    split_file: Path | None = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
     method: str = typer.Option("scrub", help="method name (see `obliviate methods`)"),
     param: list[str] = typer.Option([], help="hyper-parameter override key=value (repeatable)"),
-    dataset: Optional[str] = typer.Option(None, help="dataset (default: the one in the model's manifest)"),
+    dataset: str | None = typer.Option(None, help="dataset (default: the one in the model's manifest)"),
     out: Path = typer.Option(Path("runs/unlearned"), help="folder for the unlearned model"),
     seed: int = 0,
-    device: Optional[str] = None,
+    device: str | None = None,
 ) -> None:
     """Unlearn a forget set from a saved model; writes the new model and its record."""
     import obliviate as ob
@@ -201,45 +213,48 @@ def unlearn(
 def tune(
     model_dir: Path = typer.Argument(..., help="saved original (`obliviate train`)"),
     method: str = typer.Option(..., help="method to tune (see `obliviate methods`)"),
-    forget_ids: Optional[Path] = typer.Option(None, help="text file of training-set positions, one per line"),
-    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
-    split_file: Optional[Path] = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
+    forget_ids: Path | None = typer.Option(None, help="text file of training-set positions, one per line"),
+    forget: str | None = typer.Option(None, help=FORGET_HELP),
+    split_file: Path | None = typer.Option(None, "--split", help="or a split.json (ForgetSplit.save)"),
     budget: int = typer.Option(8, help="trials: the defaults, then a seeded sample of the method's grid"),
     objective: str = typer.Option("avg_gap", help="avg_gap (minimised), tow or tow_mia (maximised)"),
-    dataset: Optional[str] = typer.Option(None, help="dataset (default: the one in the model's manifest)"),
+    dataset: str | None = typer.Option(None, help="dataset (default: the one in the model's manifest)"),
     out: Path = typer.Option(Path("runs/tune.json"), help="file for every trial and the best parameters"),
     seed: int = 0,
-    device: Optional[str] = None,
+    device: str | None = None,
 ) -> None:
     """Search a method's hyper-parameters against a validation oracle (the test set is not read)."""
     import obliviate as ob
 
     try:
         model, data, split = _load_inputs(model_dir, dataset, seed, split_file, forget, forget_ids)
-        result = ob.tune(method, data, split, original=model, budget=budget, objective=objective, seed=seed,
-                         device=device)
+        result = ob.tune(
+            method, data, split, original=model, budget=budget, objective=objective, seed=seed, device=device
+        )
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
     result.save(out)
     console.print(result.trials.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     flags = " ".join(f"--param {k}={v}" for k, v in result.best_params.items())
-    console.print(f"best {objective} {result.best_score:.4g} on the validation set: {result.best_params}; "
-                  f"saved to {out}\n  obliviate unlearn {model_dir} --method {method} {flags}")
+    console.print(
+        f"best {objective} {result.best_score:.4g} on the validation set: {result.best_params}; "
+        f"saved to {out}\n  obliviate unlearn {model_dir} --method {method} {flags}"
+    )
 
 
 @app.command()
 def evaluate(
     model_dir: Path = typer.Argument(..., help="saved model (for --protocol neurips23: the original)"),
     oracle: list[Path] = typer.Option([], help="saved oracle(s); a second one gives the noise floor"),
-    split_file: Optional[Path] = typer.Option(None, "--split", help="split.json written by demo / ForgetSplit.save"),
-    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
-    forget_ids: Optional[Path] = typer.Option(None, help="or a file of training-set positions"),
-    dataset: Optional[str] = typer.Option(None, help="dataset (default: the model manifest's)"),
-    metrics: Optional[str] = typer.Option(None, help="comma-separated metric names (default: all applicable)"),
+    split_file: Path | None = typer.Option(None, "--split", help="split.json written by demo / ForgetSplit.save"),
+    forget: str | None = typer.Option(None, help=FORGET_HELP),
+    forget_ids: Path | None = typer.Option(None, help="or a file of training-set positions"),
+    dataset: str | None = typer.Option(None, help="dataset (default: the model manifest's)"),
+    metrics: str | None = typer.Option(None, help="comma-separated metric names (default: all applicable)"),
     protocol: str = typer.Option("oracle", help="oracle or neurips23"),
-    method: Optional[str] = typer.Option(None, help="neurips23: the method to re-run"),
+    method: str | None = typer.Option(None, help="neurips23: the method to re-run"),
     n_models: int = typer.Option(32, help="neurips23: oracles and unlearning runs"),
-    out: Optional[Path] = typer.Option(None, help="write the report as CSV here"),
+    out: Path | None = typer.Option(None, help="write the report as CSV here"),
     seed: int = 0,
 ) -> None:
     """Evaluate a saved model against saved oracles (value, oracle, gap, noise floor per metric)."""
@@ -249,8 +264,15 @@ def evaluate(
         model, data, split = _load_inputs(model_dir, dataset, seed, split_file, forget, forget_ids)
         oracles = [ob.load_model(p)[0] for p in oracle]
         report = ob.evaluate(
-            model, data, split, oracle=oracles or None, protocol=protocol, method=method, n_models=n_models,
-            seed=seed, metrics=metrics.split(",") if metrics else None,
+            model,
+            data,
+            split,
+            oracle=oracles or None,
+            protocol=protocol,
+            method=method,
+            n_models=n_models,
+            seed=seed,
+            metrics=metrics.split(",") if metrics else None,
         )
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -269,11 +291,11 @@ def evaluate(
 @app.command()
 def bench(
     config: Path = typer.Argument(..., help="a bench YAML config, e.g. benchmarks/quick.yaml"),
-    out: Optional[Path] = typer.Option(None, help="results folder (default runs/bench/<config name>)"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:1 (default: the config's, else auto)"),
-    cache: Optional[Path] = typer.Option(None, help="share originals, oracles and tunings between folders"),
+    out: Path | None = typer.Option(None, help="results folder (default runs/bench/<config name>)"),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda, cuda:1 (default: the config's, else auto)"),
+    cache: Path | None = typer.Option(None, help="share originals, oracles and tunings between folders"),
     executor: str = typer.Option("in-process", help="where jobs run: in-process or ray"),
-    ray_address: Optional[str] = typer.Option(None, help="join this Ray cluster (default: start a local one)"),
+    ray_address: str | None = typer.Option(None, help="join this Ray cluster (default: start a local one)"),
     report: bool = typer.Option(True, help="write report.html when the grid is done"),
 ) -> None:
     """Run a grid of datasets x forget sets x methods x seeds; rerun to resume (finished cells are kept)."""
@@ -289,8 +311,9 @@ def bench(
         result = run(cfg, out, device=device, cache=cache, executor=ex)
     except (ConfigError, ImportError) as e:
         _fail(str(e))
-    console.print(f"{result.computed} cells computed, {result.reused} reused, {result.seconds / 60:.1f} min: "
-                  f"{result.out}")
+    console.print(
+        f"{result.computed} cells computed, {result.reused} reused, {result.seconds / 60:.1f} min: {result.out}"
+    )
     table = Table(title=f"{cfg.name}: {cfg.composite}, mean ± 95% CI over {len(cfg.seeds)} seeds")
     for col in ("dataset", "forget", "method", cfg.composite, "floor"):
         table.add_column(col, justify="left" if col in ("dataset", "forget", "method") else "right")
@@ -310,8 +333,8 @@ def bench(
 @app.command("report")
 def report_cmd(
     results: Path = typer.Argument(..., help="a bench results folder"),
-    out: Optional[Path] = typer.Option(None, help="HTML file (default RESULTS/report.html)"),
-    composite: Optional[str] = typer.Option(None, help="metric to sort leaderboards by (default: the config's)"),
+    out: Path | None = typer.Option(None, help="HTML file (default RESULTS/report.html)"),
+    composite: str | None = typer.Option(None, help="metric to sort leaderboards by (default: the config's)"),
     markdown: bool = typer.Option(False, help="print the leaderboards as Markdown instead (for a README)"),
 ) -> None:
     """Write one self-contained HTML report (tables, plots, manifest) for a bench results folder."""
@@ -330,15 +353,21 @@ def report_cmd(
 @app.command()
 def detect(
     dataset: str = typer.Option("digits", help="digits, fashion-mnist, breast-cancer, wine or a .npz file"),
-    noise: float = typer.Option(0.0, help="inject this fraction of symmetric label noise first (a demo with "
-                                          "ground truth: precision and recall are reported)"),
-    unlearn: Optional[str] = typer.Option(None, help="with --noise: unlearn the detected set with this method and "
-                                                     "compare test accuracy with the original and clean oracles"),
+    noise: float = typer.Option(
+        0.0,
+        help="inject this fraction of symmetric label noise first (a demo with "
+        "ground truth: precision and recall are reported)",
+    ),
+    unlearn: str | None = typer.Option(
+        None,
+        help="with --noise: unlearn the detected set with this method and "
+        "compare test accuracy with the original and clean oracles",
+    ),
     param: list[str] = typer.Option([], help="method parameter key=value for --unlearn (repeatable)"),
     outliers: float = typer.Option(0.01, help="fraction reported as memorized outliers (learning-event proxy)"),
     folds: int = typer.Option(5, help="cross-validation folds for out-of-sample probabilities"),
     top: int = typer.Option(15, help="rows to print"),
-    out: Optional[Path] = typer.Option(None, help="CSV of every finding (id first: a forget list)"),
+    out: Path | None = typer.Option(None, help="CSV of every finding (id first: a forget list)"),
     seed: int = typer.Option(0),
 ) -> None:
     """Find label issues (cleanlab, cross-validated) and memorized outliers: the data worth forgetting."""
@@ -352,11 +381,17 @@ def detect(
             _fail("--unlearn needs --noise: without injected noise there is no clean oracle to prove against")
         params = _parse_params(param) or ({"epochs": 5, "lr": 1e-3} if unlearn == "finetune" else {})
         r = detect_and_unlearn(data, recipe, noise=noise, method=unlearn, seed=seed, **params)
-        console.print(f"injected {r['injected']} wrong labels ({100 * noise:g}%); flagged {r['flagged']}: "
-                      f"precision {r['precision']:.2f}, recall {r['recall']:.2f} ({r['detect_seconds']:.1f} s)")
+        console.print(
+            f"injected {r['injected']} wrong labels ({100 * noise:g}%); flagged {r['flagged']}: "
+            f"precision {r['precision']:.2f}, recall {r['recall']:.2f} ({r['detect_seconds']:.1f} s)"
+        )
         table = Table(title=f"test accuracy: unlearning the flagged set with {unlearn} {params or ''}")
-        for col in ("original (noisy labels)", f"unlearned ({unlearn})", "oracle (retrained without the noise)",
-                    "clean labels"):
+        for col in (
+            "original (noisy labels)",
+            f"unlearned ({unlearn})",
+            "oracle (retrained without the noise)",
+            "clean labels",
+        ):
             table.add_column(col, justify="right")
         table.add_row(*(f"{100 * r[k]:.2f}%" for k in ("test_original", "test_unlearned", "test_oracle", "test_clean")))
         console.print(table)
@@ -374,8 +409,10 @@ def detect(
         import numpy as np
 
         hit = np.isin(issues["id"].to_numpy(), injected.numpy())
-        console.print(f"injected {len(injected)}: precision {hit.mean() if len(hit) else 0:.2f}, "
-                      f"recall {hit.sum() / len(injected):.2f}")
+        console.print(
+            f"injected {len(injected)}: precision {hit.mean() if len(hit) else 0:.2f}, "
+            f"recall {hit.sum() / len(injected):.2f}"
+        )
     table = Table(title="most suspicious first")
     for col in ("id", "kind", "score", "given", "suggested", "why"):
         table.add_column(col, justify="left" if col in ("kind", "why") else "right")
@@ -384,19 +421,25 @@ def detect(
     console.print(table)
     if out is not None:
         found.save(out)
-        console.print(f"findings: {out}; to forget them: cut -d, -f1 {out} | tail -n +2 > ids.txt && "
-                      "obliviate unlearn MODEL --forget-ids ids.txt ...")
+        console.print(
+            f"findings: {out}; to forget them: cut -d, -f1 {out} | tail -n +2 > ids.txt && "
+            "obliviate unlearn MODEL --forget-ids ids.txt ..."
+        )
 
 
 @app.command("lm-demo")
 def lm_demo(
-    method: list[str] = typer.Option([], help="LABEL=METHOD[:key=value,...] to run instead of the defaults "
-                                             "(repeatable), e.g. 'ga-seq=ga:stop=sequence,gamma_stat=max'"),
+    method: list[str] = typer.Option(
+        [],
+        help="LABEL=METHOD[:key=value,...] to run instead of the defaults "
+        "(repeatable), e.g. 'ga-seq=ga:stop=sequence,gamma_stat=max'",
+    ),
     steps: int = typer.Option(800, help="training steps of the original and the oracle (batch 32)"),
     seed: int = typer.Option(0),
-    out: Optional[Path] = typer.Option(None, help="write every number (JSON) here"),
-    no_cache: bool = typer.Option(False, help="retrain the original and oracle instead of loading them from "
-                                              "~/.cache/obliviate/lm-demo"),
+    out: Path | None = typer.Option(None, help="write every number (JSON) here"),
+    no_cache: bool = typer.Option(
+        False, help="retrain the original and oracle instead of loading them from ~/.cache/obliviate/lm-demo"
+    ),
 ) -> None:
     """Memorize fictitious people's secrets in a tiny GPT, forget 20 people, judge per sequence vs the oracle."""
     from obliviate.lm import demo

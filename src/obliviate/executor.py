@@ -7,7 +7,8 @@ itself. That keeps every executor interchangeable and every run resumable.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 
 class Executor(Protocol):

@@ -90,7 +90,7 @@ class SpyText(TextDataset):
         self.reads.update(self.origin[rows].tolist())
         return super().batch(rows)
 
-    def subset(self, rows: torch.Tensor) -> "SpyText":
+    def subset(self, rows: torch.Tensor) -> SpyText:
         rows = torch.as_tensor(rows, dtype=torch.long)
         return SpyText(super().subset(rows), self.origin[rows], self.reads)
 
@@ -113,8 +113,10 @@ class CharTokenizer:
 
 
 #: 16 training rows (the GPT memorizes them) and 6 never-seen ones of the same kind (γ, ``val``)
-_TEXTS = [f"{a}{b} owes {7 * i + 3:02d}." for i, (a, b) in enumerate(
-    (a, b) for a in ("Ka", "Lo", "Mi", "Nu", "Pe", "Ro") for b in ("n", "v", "s", "t"))][:22]
+_TEXTS = [
+    f"{a}{b} owes {7 * i + 3:02d}."
+    for i, (a, b) in enumerate((a, b) for a in ("Ka", "Lo", "Mi", "Nu", "Pe", "Ro") for b in ("n", "v", "s", "t"))
+][:22]
 
 
 @functools.lru_cache(maxsize=1)
@@ -125,8 +127,17 @@ def _lm() -> tuple[nn.Module, TextDataset, TextDataset, CharTokenizer]:
     model = tiny_gpt2(len(tok), layers=1, width=32, heads=2, context=16, seed=0, eos_token_id=tok.eos_token_id)
     task = CausalLMTask(tok)
     with seeded(0) as gen:
-        run_epochs(model, task, rows, torch.optim.Adam(model.parameters(), lr=1e-2), epochs=100, batch_size=16,
-                   generator=gen, progress=False, desc="tiny GPT")
+        run_epochs(
+            model,
+            task,
+            rows,
+            torch.optim.Adam(model.parameters(), lr=1e-2),
+            epochs=100,
+            batch_size=16,
+            generator=gen,
+            progress=False,
+            desc="tiny GPT",
+        )
     return model.eval(), rows, held, tok
 
 
@@ -163,6 +174,21 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _run(
+    cls: type[Method],
+    params: dict[str, Any],
+    instances: list[Method],
+    original: nn.Module,
+    data: Any,
+    split: ForgetSplit,
+    kwargs: dict[str, Any],
+    **extra: Any,
+) -> UnlearningResult:
+    """One seeded run of a fresh instance (kept in ``instances``, so checks can inspect it)."""
+    instances.append(cls(**{**params, **extra}))
+    return unlearn(original, data, split, method=instances[-1], seed=0, progress=False, **kwargs)
 
 
 def _architectures(cls: type[Method]) -> tuple[str, ...]:
@@ -217,10 +243,7 @@ def check_method(
         data_before = [t.clone() for t in tensors]
 
         instances: list[Method] = []
-
-        def run(**extra: Any) -> UnlearningResult:
-            instances.append(cls(**{**params, **extra}))
-            return unlearn(original, spy, split, method=instances[-1], seed=0, progress=False, **kwargs)
+        run = functools.partial(_run, cls, params, instances, original, spy, split, kwargs)
 
         try:
             a = run()
@@ -231,8 +254,11 @@ def check_method(
             failures.append(f"[{arch}] the method raised {type(e).__name__}: {e}")
             continue
         expect(_same(_state(original), before), "untouched", f"{arch}: the caller's model was modified")
-        expect(all(torch.equal(t, b) for t, b in zip(tensors, data_before)), "untouched",
-               f"{arch}: the training data was modified")
+        expect(
+            all(torch.equal(t, b) for t, b in zip(tensors, data_before)),
+            "untouched",
+            f"{arch}: the training data was modified",
+        )
         expect(a.model is not original, "untouched", f"{arch}: the result is the caller's model object")
         expect(_same(_state(a.model), _state(b.model)), "deterministic", f"{arch}: two runs with seed 0 differ")
         extra = sorted(set(vars(instances[0])) - {"params"})
@@ -254,15 +280,21 @@ def check_method(
 
         expected = dataclasses.asdict(cls(**params).params)
         expect(a.params == expected, "recorded", f"{arch}: result.params {a.params} != {expected}")
-        expect(a.method == cls.name and a.seed == 0 and a.seconds > 0, "recorded",
-               f"{arch}: method/seed/seconds not recorded")
+        expect(
+            a.method == cls.name and a.seed == 0 and a.seconds > 0,
+            "recorded",
+            f"{arch}: method/seed/seconds not recorded",
+        )
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 a.save(Path(tmp) / "r")
                 back = UnlearningResult.load(Path(tmp) / "r", template)
             same_params = json.dumps(back.params, sort_keys=True) == json.dumps(a.params, sort_keys=True)
-            expect(same_params and _same(_state(back.model), _state(a.model)), "recorded",
-                   f"{arch}: save/load changed params or weights")
+            expect(
+                same_params and _same(_state(back.model), _state(a.model)),
+                "recorded",
+                f"{arch}: save/load changed params or weights",
+            )
         except (TypeError, ValueError, OSError) as e:
             failures.append(f"[recorded] {arch}: result cannot be saved/reloaded: {e}")
 
@@ -271,8 +303,11 @@ def check_method(
             m = cls(**{**params, "epochs": 200})
             try:
                 timed = unlearn(original, dataset, split, method=m, seed=0, progress=False, budget=budget, **kwargs)
-                expect(timed.seconds < budget + BUDGET_SLACK, "budget",
-                       f"took {timed.seconds:.2f}s with budget={budget}s and epochs=200")
+                expect(
+                    timed.seconds < budget + BUDGET_SLACK,
+                    "budget",
+                    f"took {timed.seconds:.2f}s with budget={budget}s and epochs=200",
+                )
             except Exception as e:  # noqa: BLE001
                 failures.append(f"[budget] a 200-epoch run under budget={budget}s raised {type(e).__name__}: {e}")
     if failures:

@@ -80,8 +80,11 @@ class DatasetSpec:
         """What determines the data (not the recipe): for content addresses (a default ``val_seed``
         stays out, so the caches of grids written before it existed still match)."""
         key: dict[str, Any] = {"name": self.name, "train_size": self.train_size, "val_fraction": self.val_fraction}
-        return {**key, **({"val_seed": self.val_seed} if self.val_seed else {}),
-                **({"options": self.options} if self.options else {})}
+        return {
+            **key,
+            **({"val_seed": self.val_seed} if self.val_seed else {}),
+            **({"options": self.options} if self.options else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -215,8 +218,11 @@ def _int(where: _Where, path: tuple, v: Any, lo: int | None = None) -> int:
 
 def _oracles(where: _Where, v: Any) -> int:
     if _int(where, ("oracles",), v, lo=1) > 2:
-        raise where.error(("oracles",), "oracles is 1 (reference only) or 2 (reference + noise floor); "
-                          "a third evaluation oracle would not be used (tuning has its own)")
+        raise where.error(
+            ("oracles",),
+            "oracles is 1 (reference only) or 2 (reference + noise floor); "
+            "a third evaluation oracle would not be used (tuning has its own)",
+        )
     return v
 
 
@@ -273,8 +279,9 @@ def _dataset(where: _Where, i: int, d: Any) -> DatasetSpec:
     options = d.get("options") or {}
     if not isinstance(options, dict):
         raise where.error(path + ("options",), "options must be a mapping of the dataset loader's arguments")
-    return DatasetSpec(name, train_size, val, recipes["recipe"], recipes["recipe_cuda"], str(d.get("label", name)),
-                       val_seed, options)
+    return DatasetSpec(
+        name, train_size, val, recipes["recipe"], recipes["recipe_cuda"], str(d.get("label", name)), val_seed, options
+    )
 
 
 def _check_recipe(where: _Where, path: tuple, r: dict) -> None:
@@ -359,8 +366,9 @@ def _check_tune(where: _Where, path: tuple, t: dict) -> None:
     if "budget" in t:
         _int(where, path + ("budget",), t["budget"], lo=1)
     if "objective" in t and t["objective"] not in OBJECTIVES:
-        raise where.error(path + ("objective",),
-                          f"unknown objective {t['objective']!r}; use one of {sorted(OBJECTIVES)}")
+        raise where.error(
+            path + ("objective",), f"unknown objective {t['objective']!r}; use one of {sorted(OBJECTIVES)}"
+        )
 
 
 def _metrics(where: _Where, v: Any) -> tuple[str, ...] | None:

@@ -13,9 +13,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -189,8 +190,9 @@ def train_original_job(job: TrainOriginal) -> str:
         data, recipe = data_of(job.data), Recipe.from_dict(job.recipe)
         log = {"log_updates": torch.tensor(job.log_ids)} if job.log_ids else {}
         model = train(recipe, data.train, seed=job.seed, device=job.device, progress=False, **log)
-        _atomic_dir(path, lambda p: save_model(model, p, {"role": "original", "key": job.key,
-                                                          "dataset": job.data["name"]}))
+        _atomic_dir(
+            path, lambda p: save_model(model, p, {"role": "original", "key": job.key, "dataset": job.data["name"]})
+        )
     return str(path)
 
 
@@ -208,11 +210,25 @@ def train_oracle_job(job: TrainOracle) -> str:
         if is_lm(job.recipe):  # ``retrain`` is a classification method; an LM oracle is the recipe on D_r
             start = time.perf_counter()
             model = train(recipe, split.retain_set(data.train), seed=job.seed, device=job.device, progress=False)
-            res = UnlearningResult(model=model, method="retrain", params={}, seconds=time.perf_counter() - start,
-                                   seed=job.seed, split_hash=split.hash)
+            res = UnlearningResult(
+                model=model,
+                method="retrain",
+                params={},
+                seconds=time.perf_counter() - start,
+                seed=job.seed,
+                split_hash=split.hash,
+            )
         else:
-            res = unlearn(_model(job.original, job.recipe), data.train, split, method="retrain", seed=job.seed,
-                          recipe=recipe, device=job.device, progress=False)
+            res = unlearn(
+                _model(job.original, job.recipe),
+                data.train,
+                split,
+                method="retrain",
+                seed=job.seed,
+                recipe=recipe,
+                device=job.device,
+                progress=False,
+            )
         _atomic_dir(path, lambda p: res.save(p))
     return str(path)
 
@@ -227,9 +243,20 @@ def tune_job(job: Tune) -> str:
         data, recipe = data_of(job.data), Recipe.from_dict(job.recipe)
         original = _model(job.original, job.recipe)
         val_oracle = _oracle(job.val_oracle, json.dumps(job.recipe, sort_keys=True)).model
-        res = tune(job.method, data, ForgetSplit.load(job.split), original=original, oracle=val_oracle,
-                   recipe=recipe, budget=job.budget, objective=job.objective, fixed=job.fixed or None,
-                   seed=job.seed, device=job.device, progress=False)
+        res = tune(
+            job.method,
+            data,
+            ForgetSplit.load(job.split),
+            original=original,
+            oracle=val_oracle,
+            recipe=recipe,
+            budget=job.budget,
+            objective=job.objective,
+            fixed=job.fixed or None,
+            seed=job.seed,
+            device=job.device,
+            progress=False,
+        )
         res.save(path)
     return str(path)
 
@@ -294,11 +321,30 @@ def cell_job(job: Cell) -> dict:
     else:
         # LM methods calibrate γ on never-trained rows: without a validation split, the test rows (as lm-demo)
         val = data.test if lm and data.val is None else data.val
-        result = unlearn(_model(job.original, job.recipe), data.train, split, method=job.method, seed=job.seed,
-                         val=val, recipe=recipe, device=job.device, progress=False, **params)
+        result = unlearn(
+            _model(job.original, job.recipe),
+            data.train,
+            split,
+            method=job.method,
+            seed=job.seed,
+            val=val,
+            recipe=recipe,
+            device=job.device,
+            progress=False,
+            **params,
+        )
     calibrated = {"original": _original(job.original, recipe_key)} if lm else {}
-    report = evaluate(result, data, split, oracle=oracles, metrics=metrics, seed=job.seed, device=job.device,
-                      cache=_EVAL_CACHE, **calibrated)
+    report = evaluate(
+        result,
+        data,
+        split,
+        oracle=oracles,
+        metrics=metrics,
+        seed=job.seed,
+        device=job.device,
+        cache=_EVAL_CACHE,
+        **calibrated,
+    )
     frame = report.to_frame()
     record: dict[str, Any] = {
         "cell": asdict(job.cell),
@@ -312,20 +358,42 @@ def cell_job(job: Cell) -> dict:
     if lm:  # per-sequence MA of the model, and of oracle A on the floor cell (the report's histograms)
         record["forget_ma"] = _ma_hist(report.details["outputs"])
         if job.method == "oracle":
-            record["forget_ma_reference"] = _ma_hist(evaluate(oracles[0], data, split, original=calibrated["original"],
-                                                              metrics=["forget_ma"], device=job.device,
-                                                              cache=_EVAL_CACHE).details["outputs"])
+            record["forget_ma_reference"] = _ma_hist(
+                evaluate(
+                    oracles[0],
+                    data,
+                    split,
+                    original=calibrated["original"],
+                    metrics=["forget_ma"],
+                    device=job.device,
+                    cache=_EVAL_CACHE,
+                ).details["outputs"]
+            )
     elif job.roc:
         record["roc"] = _roc(report.details["outputs"])
         if job.method == "oracle":
             record["roc_reference"] = _roc(outputs_of(oracles[0].model, data, split, device=torch.device(job.device)))
     if job.epsilon and job.method != "oracle":
-        n23 = evaluate(_model(job.original, job.recipe), data, split, method=job.method, protocol="neurips23",
-                       n_models=job.epsilon, seed=job.seed, device=job.device, recipe=recipe, **params)
-        record["epsilon"] = {"values": dict(n23.values),
-                             "eps": np.asarray(n23.details["epsilons"], dtype=float).round(4).tolist()}
+        n23 = evaluate(
+            _model(job.original, job.recipe),
+            data,
+            split,
+            method=job.method,
+            protocol="neurips23",
+            n_models=job.epsilon,
+            seed=job.seed,
+            device=job.device,
+            recipe=recipe,
+            **params,
+        )
+        record["epsilon"] = {
+            "values": dict(n23.values),
+            "eps": np.asarray(n23.details["epsilons"], dtype=float).round(4).tolist(),
+        }
     if job.save_model:
-        _atomic_dir(Path(job.save_model), lambda p: save_model(result.model, p, {**result.manifest(),
-                                                                                 "dataset": job.data["name"]}))
+        _atomic_dir(
+            Path(job.save_model),
+            lambda p: save_model(result.model, p, {**result.manifest(), "dataset": job.data["name"]}),
+        )
     write_json(path, record)
     return record

@@ -98,8 +98,14 @@ class Planner:
         return {m.name for m in self.cfg.methods if "update_log" in get_method(m.name).needs}
 
     def _common(self, data: dict, recipe: dict, seed: int, path: str) -> dict[str, Any]:
-        return {"data": data, "recipe": recipe, "seed": seed, "device": str(self.device), "path": path,
-                "threads": self.threads}
+        return {
+            "data": data,
+            "recipe": recipe,
+            "seed": seed,
+            "device": str(self.device),
+            "path": path,
+            "threads": self.threads,
+        }
 
     def plan_originals(self) -> list[TrainOriginal]:
         """One original per dataset x seed, and the groups; returns those not trained yet."""
@@ -124,41 +130,67 @@ class Planner:
             if not Path(g.split_path).exists():
                 split.save(g.split_path)
             self.splits[f"{g.dataset.label}/{g.forget.label}/seed{g.seed}"] = {
-                "hash": split.hash, "kind": split.kind, "n_forget": len(split)}
+                "hash": split.hash,
+                "kind": split.kind,
+                "n_forget": len(split),
+            }
             seeds = [reference_seed(g.seed), floor_seed(g.seed)][: self.cfg.oracles]
             g.oracles = tuple(self._oracle(g, s) for s in seeds)
             if self.needs_log:
-                key = digest({"role": "original", "data": g.data, "recipe": g.recipe, "seed": g.seed,
-                              "log": split.hash})
+                key = digest(
+                    {"role": "original", "data": g.data, "recipe": g.recipe, "seed": g.seed, "log": split.hash}
+                )
                 g.logged_original = str(self.cache / "models" / f"original-logged-{key}")
                 self.originals[g.logged_original] = TrainOriginal(
-                    **self._common(g.data, g.recipe, g.seed, g.logged_original), key=key,
-                    log_ids=tuple(split.forget_ids.tolist()))
+                    **self._common(g.data, g.recipe, g.seed, g.logged_original),
+                    key=key,
+                    log_ids=tuple(split.forget_ids.tolist()),
+                )
         for g in self.groups:
             if g.seed != self.cfg.seeds[0]:
                 continue
             for m in self.cfg.methods:
                 if m.tune:
                     self._tune(g, m)
-        return ([j for j in self.originals.values() if j.log_ids and not j.done()],
-                [j for j in self.oracles.values() if not j.done()], [j for j in self.tunes.values() if not j.done()])
+        return (
+            [j for j in self.originals.values() if j.log_ids and not j.done()],
+            [j for j in self.oracles.values() if not j.done()],
+            [j for j in self.tunes.values() if not j.done()],
+        )
 
     def _oracle(self, g: Group, seed: int) -> str:
         base = digest({"data": g.data, "recipe": g.recipe, "split": g.split_hash})
         path = str(self.cache / "models" / f"oracle-{digest([base, seed])}")
-        self.oracles.setdefault(path, TrainOracle(**self._common(g.data, g.recipe, seed, path), split=g.split_path,
-                                                  original=g.original))
+        self.oracles.setdefault(
+            path, TrainOracle(**self._common(g.data, g.recipe, seed, path), split=g.split_path, original=g.original)
+        )
         return path
 
     def _tune(self, g: Group, m: MethodSpec) -> None:
         assert m.tune is not None
         vpath = self._oracle(g, validation_seed(g.seed))
-        tkey = digest({"data": g.data, "recipe": g.recipe, "split": g.split_hash, "method": m.name, "tune": m.tune,
-                       "fixed": m.params, "seed": g.seed})
+        tkey = digest(
+            {
+                "data": g.data,
+                "recipe": g.recipe,
+                "split": g.split_hash,
+                "method": m.name,
+                "tune": m.tune,
+                "fixed": m.params,
+                "seed": g.seed,
+            }
+        )
         tpath = str(self.cache / "tuning" / f"{m.name}-{tkey}.json")
-        self.tunes[tpath] = Tune(**self._common(g.data, g.recipe, g.seed, tpath), split=g.split_path,
-                                 original=self._original_for(g, m), val_oracle=vpath, method=m.name,
-                                 budget=m.tune["budget"], objective=m.tune["objective"], fixed=m.params)
+        self.tunes[tpath] = Tune(
+            **self._common(g.data, g.recipe, g.seed, tpath),
+            split=g.split_path,
+            original=self._original_for(g, m),
+            val_oracle=vpath,
+            method=m.name,
+            budget=m.tune["budget"],
+            objective=m.tune["objective"],
+            fixed=m.params,
+        )
         self.tuning_of[(g.dataset.label, g.forget.label, m.label)] = tpath
 
     def _original_for(self, g: Group, m: MethodSpec) -> str:
@@ -174,19 +206,42 @@ class Planner:
         for g, m in pairs:
             tuning = self.tuning_of.get((g.dataset.label, g.forget.label, m.label))
             eps = cfg.epsilon["n_models"] if cfg.epsilon and m.label in cfg.epsilon["methods"] else None
-            key = digest({"data": g.data, "recipe": g.recipe, "split": g.split_hash, "seed": g.seed,
-                          "method": m.name, "params": m.params, "tune": m.tune, "metrics": metrics,
-                          **({"label": m.label} if m.label != m.name else {}), "oracles": list(g.oracles),
-                          "roc": cfg.roc, "epsilon": eps, "tuning": tuning and Path(tuning).name})
+            key = digest(
+                {
+                    "data": g.data,
+                    "recipe": g.recipe,
+                    "split": g.split_hash,
+                    "seed": g.seed,
+                    "method": m.name,
+                    "params": m.params,
+                    "tune": m.tune,
+                    "metrics": metrics,
+                    **({"label": m.label} if m.label != m.name else {}),
+                    "oracles": list(g.oracles),
+                    "roc": cfg.roc,
+                    "epsilon": eps,
+                    "tuning": tuning and Path(tuning).name,
+                }
+            )
             stem = f"{slug(g.dataset.label)}__{slug(g.forget.label)}__{slug(m.label)}__s{g.seed}"
             path = self.out / "cells" / f"{stem}__{key}.json"
             files.append(path)
             model = self.out / "models" / stem if cfg.save_models else None
             if not path.exists() or (model and not (model / "model.safetensors").exists()):
-                jobs.append(Cell(
-                    **self._common(g.data, g.recipe, g.seed, str(path)),
-                    cell=CellId(g.dataset.label, g.forget.label, m.label, g.seed, g.split_hash, key),
-                    split=g.split_path, original=self._original_for(g, m), oracles=g.oracles, method=m.name,
-                    params=m.params, tuning=tuning, metrics=cfg.metrics, roc=cfg.roc, epsilon=eps,
-                    save_model=model and str(model)))
+                jobs.append(
+                    Cell(
+                        **self._common(g.data, g.recipe, g.seed, str(path)),
+                        cell=CellId(g.dataset.label, g.forget.label, m.label, g.seed, g.split_hash, key),
+                        split=g.split_path,
+                        original=self._original_for(g, m),
+                        oracles=g.oracles,
+                        method=m.name,
+                        params=m.params,
+                        tuning=tuning,
+                        metrics=cfg.metrics,
+                        roc=cfg.roc,
+                        epsilon=eps,
+                        save_model=model and str(model),
+                    )
+                )
         return files, jobs

@@ -38,15 +38,27 @@ def demo_methods(methods: str | list[str]) -> list[str]:
     return ["none", *[n for n in names if n not in ("none", "retrain")]]
 
 
-def demo_config(dataset: str = "digits", forget: str = "random:0.1", methods: str | list[str] = "all",
-                seed: int = 0, epochs: int | None = None, device: str | None = None) -> BenchConfig:
+def demo_config(
+    dataset: str = "digits",
+    forget: str = "random:0.1",
+    methods: str | list[str] = "all",
+    seed: int = 0,
+    epochs: int | None = None,
+    device: str | None = None,
+) -> BenchConfig:
     """The demo's options as a bench config (built as YAML, so it is checked like any config file)."""
     raw: dict[str, Any] = {
         "name": "demo",
         "seeds": [seed],
         "oracles": 2,
-        "datasets": [{"name": dataset, "val_fraction": 0.5, "val_seed": seed,
-                      **({"recipe": {"epochs": epochs}} if epochs is not None else {})}],
+        "datasets": [
+            {
+                "name": dataset,
+                "val_fraction": 0.5,
+                "val_seed": seed,
+                **({"recipe": {"epochs": epochs}} if epochs is not None else {}),
+            }
+        ],
         "forget": [ForgetSpec.parse(forget).to_mapping()],
         "methods": demo_methods(methods),
         "roc": False,
@@ -61,13 +73,21 @@ def demo_rows(result: BenchRun) -> list[dict[str, Any]]:
     oracle and every method (metric -> value, plus ``diverged``)."""
     records = list(iter_cells(result.out))
     oracle = UnlearningResult.load(result.groups[0].oracles[0])
-    ref = {r["metric"]: r["oracle"] for r in records[0]["metrics"]
-           if r["metric"] in METRICS and METRICS[r["metric"]].kind == "model"}
+    ref = {
+        r["metric"]: r["oracle"]
+        for r in records[0]["metrics"]
+        if r["metric"] in METRICS and METRICS[r["metric"]].kind == "model"
+    }
     rows = [{"method": ORACLE_ROW, **ref, "seconds": oracle.seconds, "cost_ratio": 1.0, "diverged": False}]
     for rec in records:
         name = rec["cell"]["method"]
-        rows.append({"method": FLOOR_ROW if name == "oracle" else name,
-                     **{r["metric"]: r["value"] for r in rec["metrics"]}, "diverged": rec["diverged"]})
+        rows.append(
+            {
+                "method": FLOOR_ROW if name == "oracle" else name,
+                **{r["metric"]: r["value"] for r in rec["metrics"]},
+                "diverged": rec["diverged"],
+            }
+        )
     return rows
 
 
@@ -93,8 +113,11 @@ def run_demo(cfg: BenchConfig, out: Path, *, progress: bool | None = None) -> tu
     original, _ = load_model(group.original)
     save_model(original, models / "original", {"dataset": dataset, "role": "original", "seed": seed})
     reference, floor = (UnlearningResult.load(p) for p in group.oracles)
-    save_model(reference.model, models / "oracle",
-               {"dataset": dataset, "role": "oracle", "seed": seed, "split_hash": group.split_hash})
+    save_model(
+        reference.model,
+        models / "oracle",
+        {"dataset": dataset, "role": "oracle", "seed": seed, "split_hash": group.split_hash},
+    )
     # the floor oracle, saved like a method's result ("retrain" with the floor seed), as before
     save_model(floor.model, models / "retrain", {**floor.manifest(), "dataset": dataset})
     shutil.copyfile(group.split_path, out / "split.json")
@@ -102,9 +125,18 @@ def run_demo(cfg: BenchConfig, out: Path, *, progress: bool | None = None) -> tu
     rows = demo_rows(result)
     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
     meta = {
-        "dataset": dataset, "forget": split.kind, "n_forget": len(split), "split_hash": split.hash, "seed": seed,
-        "recipe": group.recipe, "retrain_seconds": reference.seconds, "device": str(resolve_device(cfg.device)),
-        "torch": torch.__version__, "grid": str(result.out), "rows": rows, "methods": manifests,
+        "dataset": dataset,
+        "forget": split.kind,
+        "n_forget": len(split),
+        "split_hash": split.hash,
+        "seed": seed,
+        "recipe": group.recipe,
+        "retrain_seconds": reference.seconds,
+        "device": str(resolve_device(cfg.device)),
+        "torch": torch.__version__,
+        "grid": str(result.out),
+        "rows": rows,
+        "methods": manifests,
     }
     write_json(out / "results.json", meta)
     return rows, meta

@@ -24,16 +24,22 @@ class Progress:
         if not self.console.is_terminal:  # CI logs: one unwrapped line per job
             self.console.width = 200
         self.quiet = enabled is False
-        self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("eta {task.fields[eta]}"), console=self.console,
-                       disable=not (enabled if enabled is not None else self.console.is_terminal))
+        self.bar = Bar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta {task.fields[eta]}"),
+            console=self.console,
+            disable=not (enabled if enabled is not None else self.console.is_terminal),
+        )
         self.task = self.bar.add_task("bench", total=0, eta="?")
         self.planned: dict[str, int] = {}
         self.done: dict[str, int] = {}
         self.spent: dict[str, float] = {}
         self.last = time.perf_counter()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self.bar.__enter__()
         return self
 
@@ -47,8 +53,10 @@ class Progress:
     def eta(self) -> float:
         seen = sum(self.done.values())
         overall = sum(self.spent.values()) / seen if seen else 0.0
-        return sum((self.planned[k] - self.done.get(k, 0)) * (self.spent[k] / self.done[k] if self.done.get(k)
-                                                               else overall) for k in self.planned)
+        return sum(
+            (self.planned[k] - self.done.get(k, 0)) * (self.spent[k] / self.done[k] if self.done.get(k) else overall)
+            for k in self.planned
+        )
 
     def step(self, kind: str, what: str) -> None:
         now = time.perf_counter()

@@ -9,8 +9,8 @@ oracle, gap, floor, ideal, higher_is_better). ``results`` is one row per cell x 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -35,11 +35,31 @@ def tidy(cell_files: list[Path]) -> pd.DataFrame:
         base = {"dataset": c["dataset"], "forget": c["forget"], "method": c["method"], "seed": c["seed"]}
         for r in rec["metrics"]:
             direction = DIRECTION[direction_of(r["metric"])]
-            rows.append({**base, "metric": r["metric"], "value": r["value"], "oracle": r["oracle"], "gap": r["gap"],
-                         "floor": r["floor"], "ideal": str(r["ideal"]), "direction": direction})
+            rows.append(
+                {
+                    **base,
+                    "metric": r["metric"],
+                    "value": r["value"],
+                    "oracle": r["oracle"],
+                    "gap": r["gap"],
+                    "floor": r["floor"],
+                    "ideal": str(r["ideal"]),
+                    "direction": direction,
+                }
+            )
         for k, v in rec.get("epsilon", {}).get("values", {}).items():
-            rows.append({**base, "metric": f"n23_{k}", "value": v, "oracle": np.nan, "gap": np.nan, "floor": np.nan,
-                         "ideal": "", "direction": N23_DIRECTION.get(k, "")})
+            rows.append(
+                {
+                    **base,
+                    "metric": f"n23_{k}",
+                    "value": v,
+                    "oracle": np.nan,
+                    "gap": np.nan,
+                    "floor": np.nan,
+                    "ideal": "",
+                    "direction": N23_DIRECTION.get(k, ""),
+                }
+            )
     df = pd.DataFrame(rows)
     for col in ("value", "oracle", "gap", "floor"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
@@ -52,9 +72,17 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 
     keys = ["dataset", "forget", "method", "metric"]
     g = results.groupby(keys, sort=False)
-    s = g.agg(n=("value", "count"), mean=("value", "mean"), std=("value", "std"), oracle=("oracle", "mean"),
-              gap=("gap", "mean"), gap_std=("gap", "std"), floor=("floor", "mean"), ideal=("ideal", "first"),
-              direction=("direction", "first")).reset_index()
+    s = g.agg(
+        n=("value", "count"),
+        mean=("value", "mean"),
+        std=("value", "std"),
+        oracle=("oracle", "mean"),
+        gap=("gap", "mean"),
+        gap_std=("gap", "std"),
+        floor=("floor", "mean"),
+        ideal=("ideal", "first"),
+        direction=("direction", "first"),
+    ).reset_index()
     t = np.where(s["n"] > 1, stats.t.ppf(0.975, np.maximum(s["n"] - 1, 1)), np.nan)
     s["ci95"] = t * s["std"] / np.sqrt(s["n"])
     s["gap_ci95"] = t * s["gap_std"] / np.sqrt(s["n"])

@@ -37,9 +37,26 @@ from .plan import Group, Planner, check_against_data
 from .progress import Progress
 from .results import DIRECTION, TIMING_METRICS, iter_cells, read_table, summarize, tidy, write_table
 
-__all__ = ["DIRECTION", "ROC_GRID", "TIMING_METRICS", "BenchRun", "cell_job", "data_of", "file_sha256",
-           "iter_cells", "read_table", "recipe_of", "resolve_device", "run", "summarize", "tidy",
-           "train_oracle_job", "train_original_job", "tune_job", "write_table"]
+__all__ = [
+    "DIRECTION",
+    "ROC_GRID",
+    "TIMING_METRICS",
+    "BenchRun",
+    "cell_job",
+    "data_of",
+    "file_sha256",
+    "iter_cells",
+    "read_table",
+    "recipe_of",
+    "resolve_device",
+    "run",
+    "summarize",
+    "tidy",
+    "train_oracle_job",
+    "train_original_job",
+    "tune_job",
+    "write_table",
+]
 
 
 def file_sha256(path: Path) -> str:
@@ -117,8 +134,10 @@ def run(
             computed += 1
             comp = next((r["value"] for r in rec["metrics"] if r["metric"] == cfg.composite), float("nan"))
             c = job.cell
-            bar.step("cell", f"{c.dataset} {c.forget} {c.method} seed {c.seed}: {cfg.composite} {comp:.3f} "
-                     f"({rec['seconds']:.2f} s)")
+            bar.step(
+                "cell",
+                f"{c.dataset} {c.forget} {c.method} seed {c.seed}: {cfg.composite} {comp:.3f} ({rec['seconds']:.2f} s)",
+            )
 
     results = tidy(cell_files)
     summary = summarize(results)
@@ -131,13 +150,25 @@ def run(
     for (d, f, m), p in plan.tuning_of.items():
         parts["tuning"][f"{d}/{f}/{m}"] = read_json(Path(p))["best_params"]
     seconds = time.perf_counter() - start
-    write_json(out / "manifest.json", _manifest(cfg, dev, ex, parts, n_cells, computed, reused, seconds, cache_dir,
-                                                 [p.name for p in cell_files]))
+    write_json(
+        out / "manifest.json",
+        _manifest(cfg, dev, ex, parts, n_cells, computed, reused, seconds, cache_dir, [p.name for p in cell_files]),
+    )
     return BenchRun(out, computed, reused, results, summary, seconds, plan.groups)
 
 
-def _manifest(cfg: BenchConfig, dev: torch.device, ex: Executor, parts: dict, n_cells: int, computed: int,
-              reused: int, seconds: float, cache_dir: Path, cell_names: list[str]) -> dict:
+def _manifest(
+    cfg: BenchConfig,
+    dev: torch.device,
+    ex: Executor,
+    parts: dict,
+    n_cells: int,
+    computed: int,
+    reused: int,
+    seconds: float,
+    cache_dir: Path,
+    cell_names: list[str],
+) -> dict:
     import duckdb
     import sklearn
 
@@ -146,13 +177,20 @@ def _manifest(cfg: BenchConfig, dev: torch.device, ex: Executor, parts: dict, n_
     data_hashes = {}
     for ds in cfg.datasets:
         data = data_of(ds)
-        data_hashes[ds.label] = {"train": data.train.fingerprint(), "test": data.test.fingerprint(),
-                                 "val": data.val.fingerprint() if data.val is not None else None,
-                                 "n_train": len(data.train)}
+        data_hashes[ds.label] = {
+            "train": data.train.fingerprint(),
+            "test": data.test.fingerprint(),
+            "val": data.val.fingerprint() if data.val is not None else None,
+            "n_train": len(data.train),
+        }
     return {
         "config": cfg.to_dict(),
-        "versions": {**versions(), "scikit-learn": sklearn.__version__, "pandas": pd.__version__,
-                     "duckdb": duckdb.__version__},
+        "versions": {
+            **versions(),
+            "scikit-learn": sklearn.__version__,
+            "pandas": pd.__version__,
+            "duckdb": duckdb.__version__,
+        },
         "seeds": list(cfg.seeds),
         "device": str(dev),
         "threads": torch.get_num_threads(),

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ class ArrayDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[i], self.y[i]
 
-    def subset(self, ids: torch.Tensor) -> "ArrayDataset":
+    def subset(self, ids: torch.Tensor) -> ArrayDataset:
         return ArrayDataset(self.x[ids], self.y[ids])
 
     @property
@@ -70,12 +71,12 @@ class Data:
     #: SQL deletion requests in the units users know (``ForgetSplit.where(data.train_table, ...)``)
     train_table: Any = None
 
-    def subset_train(self, ids: torch.Tensor) -> "Data":
+    def subset_train(self, ids: torch.Tensor) -> Data:
         """The same data with only training rows ``ids`` (and their table rows)."""
         table = None if self.train_table is None else self.train_table.iloc[ids.numpy()].reset_index(drop=True)
         return replace(self, train=subset(self.train, ids), train_table=table)
 
-    def with_validation(self, fraction: float = 0.5, seed: int = 0) -> "Data":
+    def with_validation(self, fraction: float = 0.5, seed: int = 0) -> Data:
         """Carve a stratified validation set out of the *test* set.
 
         The training set, and so the original model, stays unchanged; this follows the NeurIPS 2023
@@ -87,9 +88,7 @@ class Data:
 
         test = _as_array_dataset(self.test)
         idx = np.arange(len(test))
-        test_idx, val_idx = train_test_split(
-            idx, test_size=fraction, random_state=seed, stratify=test.y.numpy()
-        )
+        test_idx, val_idx = train_test_split(idx, test_size=fraction, random_state=seed, stratify=test.y.numpy())
         return replace(
             self,
             test=test.subset(torch.as_tensor(np.sort(test_idx))),
@@ -122,16 +121,12 @@ def labels_of(ds: Dataset) -> torch.Tensor:
     return torch.as_tensor([int(ds[i][1]) for i in range(len(ds))])
 
 
-def from_arrays(
-    x_train, y_train, x_test, y_test, *, name: str = "arrays", num_classes: int | None = None
-) -> Data:
+def from_arrays(x_train, y_train, x_test, y_test, *, name: str = "arrays", num_classes: int | None = None) -> Data:
     """Wrap user arrays (numpy or torch) as a :class:`Data`; labels must be integers 0..C-1."""
     xt, yt = _tensor(x_train, torch.float32), _tensor(y_train, torch.long)
     xs, ys = _tensor(x_test, torch.float32), _tensor(y_test, torch.long)
     if xt.shape[1:] != xs.shape[1:]:
-        raise ValueError(
-            f"train features have shape {tuple(xt.shape[1:])} but test features {tuple(xs.shape[1:])}"
-        )
+        raise ValueError(f"train features have shape {tuple(xt.shape[1:])} but test features {tuple(xs.shape[1:])}")
     for part, y in (("y_train", yt), ("y_test", ys)):
         if len(y) and int(y.min()) < 0:
             raise ValueError(f"{part} has negative labels; expected integers 0..C-1")
@@ -154,9 +149,7 @@ def from_npz(path: str | Path, name: str | None = None) -> Data:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
             raise ValueError(f"{path} lacks arrays {sorted(missing)}")
-        return from_arrays(
-            z["x_train"], z["y_train"], z["x_test"], z["y_test"], name=name or Path(path).stem
-        )
+        return from_arrays(z["x_train"], z["y_train"], z["x_test"], z["y_test"], name=name or Path(path).stem)
 
 
 def _tensor(a, dtype: torch.dtype) -> torch.Tensor:
@@ -197,8 +190,9 @@ def _randhie() -> Data:
     x = df.drop(columns="mdvis")
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
     mu, sd = x_tr.mean(axis=0), x_tr.std(axis=0) + 1e-8
-    data = from_arrays(((x_tr - mu) / sd).to_numpy(np.float32), y_tr, ((x_te - mu) / sd).to_numpy(np.float32), y_te,
-                       name="randhie")
+    data = from_arrays(
+        ((x_tr - mu) / sd).to_numpy(np.float32), y_tr, ((x_te - mu) / sd).to_numpy(np.float32), y_te, name="randhie"
+    )
     return replace(data, train_table=x_tr.reset_index(drop=True))
 
 
@@ -213,10 +207,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def _fashion_mnist(root: str | Path | None = None) -> Data:
     root = Path(root) if root else FASHION_MNIST_DIR
-    files = {
-        k: root / f"{k}-{kind}-idx{d}-ubyte.gz"
-        for k, kind, d in [("train", "images", 3), ("t10k", "images", 3)]
-    }
+    files = {k: root / f"{k}-{kind}-idx{d}-ubyte.gz" for k, kind, d in [("train", "images", 3), ("t10k", "images", 3)]}
     labels = {k: root / f"{k}-labels-idx1-ubyte.gz" for k in ("train", "t10k")}
     missing = [str(p) for p in [*files.values(), *labels.values()] if not p.exists()]
     if missing:

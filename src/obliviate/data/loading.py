@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, default_collate
@@ -41,4 +42,3 @@ def endless_batches(
     """Reshuffled passes over ``dataset`` forever: the 'cycled forget loader' of NegGrad+ and SCRUB."""
     while True:
         yield from iterate_batches(dataset, batch_size, shuffle=True, generator=generator)
-

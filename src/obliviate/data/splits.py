@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ class ForgetSplit:
     @classmethod
     def random(
         cls, dataset: Dataset, fraction: float | None = None, *, count: int | None = None, seed: int = 0
-    ) -> "ForgetSplit":
+    ) -> ForgetSplit:
         """A uniformly random forget set of ``fraction`` of the data or exactly ``count`` examples."""
         n = len(dataset)
         if (fraction is None) == (count is None):
@@ -82,7 +83,7 @@ class ForgetSplit:
         return cls(ids, n, kind=kind)
 
     @classmethod
-    def by_class(cls, dataset: Dataset, classes: int | Iterable[int]) -> "ForgetSplit":
+    def by_class(cls, dataset: Dataset, classes: int | Iterable[int]) -> ForgetSplit:
         """All training examples of the given classes."""
         classes = (classes,) if isinstance(classes, int) else tuple(int(c) for c in classes)
         y = labels_of(dataset)
@@ -94,7 +95,7 @@ class ForgetSplit:
         return cls(ids, len(y), kind="class:" + ",".join(map(str, classes)), classes=classes)
 
     @classmethod
-    def from_ids(cls, dataset: Dataset | int, ids: Sequence[int] | np.ndarray | torch.Tensor) -> "ForgetSplit":
+    def from_ids(cls, dataset: Dataset | int, ids: Sequence[int] | np.ndarray | torch.Tensor) -> ForgetSplit:
         """An explicit id list (positions in ``dataset``), validated against the dataset's size."""
         n = dataset if isinstance(dataset, int) else len(dataset)
         ids = torch.as_tensor(np.array(ids)) if not isinstance(ids, torch.Tensor) else ids
@@ -105,7 +106,7 @@ class ForgetSplit:
     @classmethod
     def subclass(
         cls, dataset: Dataset, label: int, *, clusters: int = 4, cluster: int = 0, seed: int = 0
-    ) -> "ForgetSplit":
+    ) -> ForgetSplit:
         """A sub-population of one class: cluster ``cluster`` of a k-means (``clusters`` groups) of
         that class's inputs, clusters numbered largest first.
 
@@ -129,9 +130,15 @@ class ForgetSplit:
 
     @classmethod
     def by_score(
-        cls, dataset: Dataset | int, scores: Sequence[float] | np.ndarray | torch.Tensor, *, bin: str = "high",
-        count: int | None = None, fraction: float | None = None, center: float | None = None,
-    ) -> "ForgetSplit":
+        cls,
+        dataset: Dataset | int,
+        scores: Sequence[float] | np.ndarray | torch.Tensor,
+        *,
+        bin: str = "high",
+        count: int | None = None,
+        fraction: float | None = None,
+        center: float | None = None,
+    ) -> ForgetSplit:
         """The ``count`` examples with the highest / lowest / middle scores, or a third of each ("mix").
 
         Scores are oriented so that higher = more of the property (e.g. more memorized); "mid" takes
@@ -140,8 +147,10 @@ class ForgetSplit:
         n = dataset if isinstance(dataset, int) else len(dataset)
         s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
         if s.shape != (n,):
-            raise ValueError(f"scores must have one value per training example: got shape {tuple(s.shape)}, "
-                             f"the dataset has {n} examples")
+            raise ValueError(
+                f"scores must have one value per training example: got shape {tuple(s.shape)}, "
+                f"the dataset has {n} examples"
+            )
         if not torch.isfinite(s).all():
             raise ValueError("scores contain NaN or inf")
         if (count is None) == (fraction is None):
@@ -158,7 +167,7 @@ class ForgetSplit:
         order = torch.argsort(s, stable=True)
         mid_ref = float(s.median()) if center is None else float(center)
         by_mid = torch.argsort((s - mid_ref).abs(), stable=True)
-        pick = {"low": lambda k: order[:k], "high": lambda k: order[n - k:], "mid": lambda k: by_mid[:k]}
+        pick = {"low": lambda k: order[:k], "high": lambda k: order[n - k :], "mid": lambda k: by_mid[:k]}
         if bin != "mix":
             ids = pick[bin](count)
         else:  # disjoint thirds: high first, then low, then mid among what is left
@@ -172,7 +181,7 @@ class ForgetSplit:
         return cls(ids, n, kind=f"score:{bin}:{count}")
 
     @classmethod
-    def where(cls, table: "pd.DataFrame | str | Path", predicate: str) -> "ForgetSplit":
+    def where(cls, table: pd.DataFrame | str | Path, predicate: str) -> ForgetSplit:
         """Rows of ``table`` (a DataFrame, or a Parquet / CSV file) matching an SQL ``WHERE`` clause.
 
         Evaluated by DuckDB, so deletion requests are written as the SQL users know
@@ -193,7 +202,7 @@ class ForgetSplit:
         if not isinstance(table, pd.DataFrame):
             raise TypeError(f"table must be a pandas DataFrame or a .parquet/.csv path, got {type(table).__name__}")
         if not isinstance(predicate, str) or not predicate.strip():
-            raise ValueError("predicate is empty: give an SQL condition such as \"age > 60\"")
+            raise ValueError('predicate is empty: give an SQL condition such as "age > 60"')
         n = len(table)
         con = duckdb.connect()
         try:
@@ -204,8 +213,10 @@ class ForgetSplit:
             except duckdb.ParserException as e:
                 raise ValueError(f"syntax error in predicate {predicate!r}: {str(e).splitlines()[0]}") from None
             except duckdb.BinderException as e:
-                raise ValueError(f"predicate {predicate!r} does not fit the table "
-                                 f"(columns: {list(table.columns)}): {str(e).splitlines()[0]}") from None
+                raise ValueError(
+                    f"predicate {predicate!r} does not fit the table "
+                    f"(columns: {list(table.columns)}): {str(e).splitlines()[0]}"
+                ) from None
             except duckdb.Error as e:
                 raise ValueError(f"predicate {predicate!r} failed: {str(e).splitlines()[0]}") from None
         finally:
@@ -263,7 +274,7 @@ class ForgetSplit:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ForgetSplit":
+    def from_dict(cls, d: dict) -> ForgetSplit:
         split = cls(torch.tensor(d["forget_ids"]), int(d["n"]), d.get("kind", "ids"), tuple(d.get("classes", ())))
         if "hash" in d and d["hash"] != split.hash:
             raise ValueError(f"split hash mismatch: file says {d['hash']}, content gives {split.hash}")
@@ -275,7 +286,7 @@ class ForgetSplit:
         atomic_write_text(Path(path), json.dumps(self.to_dict()))
 
     @classmethod
-    def load(cls, path: str | Path) -> "ForgetSplit":
+    def load(cls, path: str | Path) -> ForgetSplit:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
@@ -324,7 +335,7 @@ class ForgetSpec:
     line: int = 0
 
     @classmethod
-    def parse(cls, spec: "str | dict | ForgetSpec") -> "ForgetSpec":
+    def parse(cls, spec: str | dict | ForgetSpec) -> ForgetSpec:
         """A spec from its string or mapping form (or itself)."""
         if isinstance(spec, ForgetSpec):
             return spec
@@ -337,8 +348,10 @@ class ForgetSpec:
         if kind == "dataset" and not arg:
             return cls.from_mapping({kind: True})
         if kind not in FORGET_KINDS or not arg or kind in ("subclass", "memorization"):
-            raise ForgetSpecError(f"bad forget spec {spec!r}: use random:FRACTION, random:COUNT, class:C[,C...], "
-                                  "ids:I[,I...] predicate:SQL or dataset (subclass and memorization need a mapping)")
+            raise ForgetSpecError(
+                f"bad forget spec {spec!r}: use random:FRACTION, random:COUNT, class:C[,C...], "
+                "ids:I[,I...] predicate:SQL or dataset (subclass and memorization need a mapping)"
+            )
         if kind == "predicate":
             return cls.from_mapping({kind: arg})
         try:
@@ -348,7 +361,7 @@ class ForgetSpec:
         return cls.from_mapping({kind: values if kind in ("class", "ids") and len(values) > 1 else values[0]})
 
     @classmethod
-    def from_mapping(cls, f: dict, line: int = 0) -> "ForgetSpec":
+    def from_mapping(cls, f: dict, line: int = 0) -> ForgetSpec:
         """A spec from ``{kind: arg, label: optional}``; errors carry the offending key path."""
         if not isinstance(f, dict):
             raise ForgetSpecError(f"a forget set is a mapping such as {{random: 0.1}}; got {f!r}")
@@ -374,8 +387,11 @@ class ForgetSpec:
             args = {key: [_int_arg(c, p, lo=0) for c in values]}
             if kind == "ids" and not values:
                 raise ForgetSpecError("ids takes a non-empty list of training-set positions", p)
-            default = ("class-" + "-".join(map(str, args["classes"])) if kind == "class"
-                       else f"ids-{len(values)}-{hashlib.sha256(str(args['ids']).encode()).hexdigest()[:8]}")
+            default = (
+                "class-" + "-".join(map(str, args["classes"]))
+                if kind == "class"
+                else f"ids-{len(values)}-{hashlib.sha256(str(args['ids']).encode()).hexdigest()[:8]}"
+            )
         elif kind == "dataset":
             if v is not True:
                 raise ForgetSpecError("dataset takes no argument: it names the data's own forget set", p)
@@ -386,9 +402,11 @@ class ForgetSpec:
             unknown = set(v) - {"class", "clusters", "cluster"}
             if unknown:
                 raise ForgetSpecError(f"unknown subclass keys {sorted(unknown)}", p)
-            args = {"label": _int_arg(v["class"], p + ("class",), lo=0),
-                    "clusters": _int_arg(v.get("clusters", 4), p + ("clusters",), lo=2),
-                    "cluster": _int_arg(v.get("cluster", 0), p + ("cluster",), lo=0)}
+            args = {
+                "label": _int_arg(v["class"], p + ("class",), lo=0),
+                "clusters": _int_arg(v.get("clusters", 4), p + ("clusters",), lo=2),
+                "cluster": _int_arg(v.get("cluster", 0), p + ("cluster",), lo=0),
+            }
             if args["cluster"] >= args["clusters"]:
                 raise ForgetSpecError(f"cluster must be < clusters ({args['clusters']})", p)
             default = f"subclass-{args['label']}.{args['cluster']}of{args['clusters']}"
@@ -403,17 +421,21 @@ class ForgetSpec:
                 raise ForgetSpecError(f"bin must be one of {list(MEMORIZATION_BINS)}, got {b!r}", p + ("bin",))
             score = v.get("score", "confidence")
             if score not in MEMORIZATION_SCORES:
-                raise ForgetSpecError(f"score must be one of {list(MEMORIZATION_SCORES)}, got {score!r}",
-                                      p + ("score",))
+                raise ForgetSpecError(
+                    f"score must be one of {list(MEMORIZATION_SCORES)}, got {score!r}", p + ("score",)
+                )
             if ("count" in v) == ("fraction" in v):
                 raise ForgetSpecError("give exactly one of count or fraction", p)
-            size = ({"count": _int_arg(v["count"], p + ("count",), lo=1)} if "count" in v
-                    else {"fraction": _fraction_arg(v["fraction"], p + ("fraction",))})
+            size = (
+                {"count": _int_arg(v["count"], p + ("count",), lo=1)}
+                if "count" in v
+                else {"fraction": _fraction_arg(v["fraction"], p + ("fraction",))}
+            )
             args = {"bin": b, "score": score, **size}
             default = f"memorization-{b}-{next(iter(size.values()))}"
         else:  # predicate
             if not isinstance(v, str) or not v.strip():
-                raise ForgetSpecError("predicate takes an SQL condition, e.g. \"label = 3 AND id % 2 = 0\"", p)
+                raise ForgetSpecError('predicate takes an SQL condition, e.g. "label = 3 AND id % 2 = 0"', p)
             args = {"predicate": v}
             default = "where " + " ".join(v.split())[:48]
         return cls(kind, args, str(label) if label else default, line)
@@ -421,10 +443,15 @@ class ForgetSpec:
     def to_mapping(self) -> dict[str, Any]:
         """The mapping form (``from_mapping(spec.to_mapping()) == spec``), for configs built in code."""
         a = self.args
-        arg: Any = {"random": lambda: a.get("fraction", a.get("count")), "class": lambda: a.get("classes"),
-                    "ids": lambda: a.get("ids"), "predicate": lambda: a.get("predicate"), "dataset": lambda: True,
-                    "subclass": lambda: {"class": a["label"], "clusters": a["clusters"], "cluster": a["cluster"]},
-                    "memorization": lambda: dict(a)}[self.kind]()
+        arg: Any = {
+            "random": lambda: a.get("fraction", a.get("count")),
+            "class": lambda: a.get("classes"),
+            "ids": lambda: a.get("ids"),
+            "predicate": lambda: a.get("predicate"),
+            "dataset": lambda: True,
+            "subclass": lambda: {"class": a["label"], "clusters": a["clusters"], "cluster": a["cluster"]},
+            "memorization": lambda: dict(a),
+        }[self.kind]()
         return {self.kind: arg, "label": self.label}
 
     @property
@@ -432,7 +459,7 @@ class ForgetSpec:
         """Whether :meth:`split` needs per-example scores of the original (memorization sets)."""
         return self.kind == "memorization"
 
-    def split(self, data: "Data | Dataset", seed: int = 0, *, scores: Any = None) -> ForgetSplit:
+    def split(self, data: Data | Dataset, seed: int = 0, *, scores: Any = None) -> ForgetSplit:
         """The split of ``data`` (a ``Data`` or its training set) this spec names; ``seed`` draws
         random sets and seeds sub-class clustering; ``scores`` (one per training example, higher =
         more memorized) rank memorization sets and come from the original model, which data cannot know."""
@@ -449,8 +476,9 @@ class ForgetSpec:
         if self.kind == "dataset":
             own = getattr(data, "forget_split", None)
             if own is None:
-                raise ValueError("'dataset' names the data's own forget set: pass the Data (e.g. a TextData), "
-                                 "not its training set")
+                raise ValueError(
+                    "'dataset' names the data's own forget set: pass the Data (e.g. a TextData), not its training set"
+                )
             return own()
         if self.kind == "subclass":
             return ForgetSplit.subclass(train, a["label"], clusters=a["clusters"], cluster=a["cluster"], seed=seed)
@@ -458,8 +486,9 @@ class ForgetSpec:
             columns = data.train_table if isinstance(data, Data) else None
             return ForgetSplit.where(table_of(train, columns), a["predicate"])
         if scores is None:
-            raise ValueError(f"forget set {self.label!r} ranks examples by the original's {a['score']!r} score: "
-                             "pass scores=")
+            raise ValueError(
+                f"forget set {self.label!r} ranks examples by the original's {a['score']!r} score: pass scores="
+            )
         return ForgetSplit.by_score(train, scores, bin=a["bin"], count=a.get("count"), fraction=a.get("fraction"))
 
 
@@ -469,7 +498,7 @@ def parse_forget_spec(spec: str, dataset: Dataset, seed: int = 0) -> ForgetSplit
     return ForgetSpec.parse(spec).split(dataset, seed)
 
 
-def table_of(dataset: Dataset, columns: "pd.DataFrame | None" = None) -> "pd.DataFrame":
+def table_of(dataset: Dataset, columns: pd.DataFrame | None = None) -> pd.DataFrame:
     """A training set as a table for :meth:`ForgetSplit.where`: ``id``, ``label`` and the named
     ``columns`` (e.g. ``Data.train_table``, row i = example i) or, for tabular (1-D) inputs without
     them, one column ``x0``, ``x1``, ... per feature."""

@@ -23,8 +23,14 @@ from .splits import ForgetSplit
 class TextDataset(Dataset):
     """Token ids [N, T], attention mask [N, T], labels [N, T] (-100 = not scored), weights [N]."""
 
-    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None,
-                 weights: torch.Tensor | None = None, texts: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+        texts: list[str] | None = None,
+    ) -> None:
         if ids.dim() != 2 or mask.shape != ids.shape:
             raise ValueError(f"ids and mask must both be [N, T]; got {tuple(ids.shape)} and {tuple(mask.shape)}")
         self.ids, self.mask = ids.long(), mask.long()
@@ -39,9 +45,17 @@ class TextDataset(Dataset):
         self.texts = texts
 
     @classmethod
-    def from_texts(cls, tokenizer, texts: list[str], length: int, *, prompts: list[str] | None = None,
-                   weights: list[float] | torch.Tensor | None = None, truncate: bool = False, eos: bool = True
-                   ) -> "TextDataset":
+    def from_texts(
+        cls,
+        tokenizer,
+        texts: list[str],
+        length: int,
+        *,
+        prompts: list[str] | None = None,
+        weights: list[float] | torch.Tensor | None = None,
+        truncate: bool = False,
+        eos: bool = True,
+    ) -> TextDataset:
         """Tokenise ``texts`` (each followed by end-of-sequence unless ``eos=False``, e.g. for a
         secret whose greedy completion is what counts) to rows of ``length`` tokens.
 
@@ -59,18 +73,20 @@ class TextDataset(Dataset):
         too_long = [i for i, (h, t) in enumerate(zip(heads, tails)) if len(h) + len(t) > length]
         if too_long and not truncate:
             i = too_long[0]
-            raise ValueError(f"{len(too_long)} sequence(s) are longer than the context of {length} tokens "
-                             f"(first: row {i}, {len(heads[i]) + len(tails[i])} tokens); shorten them, raise the "
-                             "length, or pass truncate=True")
+            raise ValueError(
+                f"{len(too_long)} sequence(s) are longer than the context of {length} tokens "
+                f"(first: row {i}, {len(heads[i]) + len(tails[i])} tokens); shorten them, raise the "
+                "length, or pass truncate=True"
+            )
         n = len(texts)
         ids = torch.full((n, length), tokenizer.eos_token_id, dtype=torch.long)
         mask = torch.zeros((n, length), dtype=torch.long)
         labels = torch.full((n, length), -100, dtype=torch.long)
         for i, (h, t) in enumerate(zip(heads, tails)):
             row = (h + t)[:length]
-            ids[i, :len(row)] = torch.tensor(row)
-            mask[i, :len(row)] = 1
-            labels[i, len(h):len(row)] = ids[i, len(h):len(row)]
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+            labels[i, len(h) : len(row)] = ids[i, len(h) : len(row)]
         full = [(p or "") + t for p, t in zip(prompts or [None] * n, texts)]
         return cls(ids, mask, labels, None if weights is None else torch.as_tensor(weights, dtype=torch.float32), full)
 
@@ -88,17 +104,22 @@ class TextDataset(Dataset):
         used = int(mask.any(0).nonzero().max()) + 1 if bool(mask.any()) else 1
         return self.ids[rows][:, :used], mask[:, :used], self.labels[rows][:, :used]
 
-    def subset(self, rows: torch.Tensor) -> "TextDataset":
+    def subset(self, rows: torch.Tensor) -> TextDataset:
         rows = torch.as_tensor(rows, dtype=torch.long)
         texts = None if self.texts is None else [self.texts[i] for i in rows.tolist()]
         return TextDataset(self.ids[rows], self.mask[rows], self.labels[rows], self.weights[rows], texts)
 
-    def concat(self, other: "TextDataset") -> "TextDataset":
+    def concat(self, other: TextDataset) -> TextDataset:
         if other.ids.shape[1] != self.ids.shape[1]:
             raise ValueError(f"cannot join rows of {self.ids.shape[1]} and {other.ids.shape[1]} tokens")
         texts = self.texts + other.texts if self.texts is not None and other.texts is not None else None
-        return TextDataset(torch.cat([self.ids, other.ids]), torch.cat([self.mask, other.mask]),
-                           torch.cat([self.labels, other.labels]), torch.cat([self.weights, other.weights]), texts)
+        return TextDataset(
+            torch.cat([self.ids, other.ids]),
+            torch.cat([self.mask, other.mask]),
+            torch.cat([self.labels, other.labels]),
+            torch.cat([self.weights, other.weights]),
+            texts,
+        )
 
     @property
     def length(self) -> int:
@@ -147,10 +168,10 @@ class TextData(Data):
             raise ValueError(f"{self.name!r} defines no forget set: pass ForgetSplit.from_ids(data.train, ids)")
         return self.forget
 
-    def subset_train(self, ids: torch.Tensor) -> "TextData":
+    def subset_train(self, ids: torch.Tensor) -> TextData:
         return replace(self, train=self.train.subset(ids), forget=None, probes={}, qa=None)
 
-    def with_validation(self, fraction: float = 0.5, seed: int = 0) -> "TextData":
+    def with_validation(self, fraction: float = 0.5, seed: int = 0) -> TextData:
         """Move a seeded random ``fraction`` of the never-trained ``test`` rows to ``val`` (the
         training rows, hence the original, stay unchanged)."""
         if not 0 < fraction < 1:
@@ -164,9 +185,17 @@ class TextData(Data):
         return replace(self, test=test.subset(order[k:].sort().values), val=test.subset(order[:k].sort().values))
 
 
-def from_texts(train_texts: list[str], test_texts: list[str], tokenizer, length: int, *, name: str = "texts",
-               train_weights: list[float] | None = None, perplexity_texts: list[str] | None = None,
-               truncate: bool = False) -> TextData:
+def from_texts(
+    train_texts: list[str],
+    test_texts: list[str],
+    tokenizer,
+    length: int,
+    *,
+    name: str = "texts",
+    train_weights: list[float] | None = None,
+    perplexity_texts: list[str] | None = None,
+    truncate: bool = False,
+) -> TextData:
     """A user's own text as :class:`TextData`: ``train_texts`` are trained on (``train_weights``: how
     often each is drawn), ``test_texts`` never are and must be of the same kind (they calibrate γ
     and serve as MIA non-members). Choose the forget rows with ``ForgetSplit.from_ids(data.train, ids)``."""
@@ -174,6 +203,7 @@ def from_texts(train_texts: list[str], test_texts: list[str], tokenizer, length:
         raise ValueError("the tokenizer needs an end-of-sequence token (rows end with it and are padded with it)")
     train = TextDataset.from_texts(tokenizer, train_texts, length, weights=train_weights, truncate=truncate)
     test = TextDataset.from_texts(tokenizer, test_texts, length, truncate=truncate)
-    ppl = None if perplexity_texts is None else TextDataset.from_texts(tokenizer, perplexity_texts, length,
-                                                                         truncate=True)
+    ppl = (
+        None if perplexity_texts is None else TextDataset.from_texts(tokenizer, perplexity_texts, length, truncate=True)
+    )
     return TextData(name, train, test, len(tokenizer), (length,), tokenizer=tokenizer, perplexity_text=ppl)

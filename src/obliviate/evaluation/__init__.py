@@ -9,6 +9,25 @@ from .sequences import calibrate, perplexity, sequence_outputs, sequence_scores
 from .tune import TuneResult, tune
 from .ulira import ulira
 
-__all__ = ["DEFAULT_LM_METRICS", "DEFAULT_METRICS", "Detection", "Report", "calibrate", "default_metrics", "detect",
-           "evaluate", "inject_label_noise", "memorization", "neurips23", "outputs_of", "perplexity",
-           "random_init_like", "sequence_outputs", "sequence_scores", "split_views", "TuneResult", "tune", "ulira"]
+__all__ = [
+    "DEFAULT_LM_METRICS",
+    "DEFAULT_METRICS",
+    "Detection",
+    "Report",
+    "calibrate",
+    "default_metrics",
+    "detect",
+    "evaluate",
+    "inject_label_noise",
+    "memorization",
+    "neurips23",
+    "outputs_of",
+    "perplexity",
+    "random_init_like",
+    "sequence_outputs",
+    "sequence_scores",
+    "split_views",
+    "TuneResult",
+    "tune",
+    "ulira",
+]

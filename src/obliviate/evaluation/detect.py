@@ -58,8 +58,15 @@ class Detection:
         return len(self.table)
 
 
-def out_of_sample_probs(recipe: Recipe, dataset: Dataset, *, folds: int = 5, seed: int = 0,
-                        device: str | torch.device | None = None, progress: bool | None = None) -> np.ndarray:
+def out_of_sample_probs(
+    recipe: Recipe,
+    dataset: Dataset,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
     """[N, C] probabilities, each from the fold model that did not train on that example."""
     n = len(dataset)
     if folds < 2:
@@ -67,10 +74,12 @@ def out_of_sample_probs(recipe: Recipe, dataset: Dataset, *, folds: int = 5, see
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     parts = [torch.as_tensor(p) for p in np.array_split(order.numpy(), folds)]
     m = n - max(len(p) for p in parts)  # equal-sized training sets, as a stacked ensemble needs
-    subsets = torch.stack([torch.cat([q for j, q in enumerate(parts) if j != k])[:m].sort().values
-                           for k in range(folds)])
-    ens = train_ensemble(recipe, dataset, [seed * 7919 + k for k in range(folds)], subsets=subsets, device=device,
-                         progress=progress)
+    subsets = torch.stack(
+        [torch.cat([q for j, q in enumerate(parts) if j != k])[:m].sort().values for k in range(folds)]
+    )
+    ens = train_ensemble(
+        recipe, dataset, [seed * 7919 + k for k in range(folds)], subsets=subsets, device=device, progress=progress
+    )
     logits = ens.predict(dataset)  # [K, N, C]
     probs = torch.empty(n, logits.shape[-1])
     for k, part in enumerate(parts):
@@ -79,9 +88,17 @@ def out_of_sample_probs(recipe: Recipe, dataset: Dataset, *, folds: int = 5, see
 
 
 def detect(
-    dataset: Dataset, recipe: Recipe, *, model: nn.Module | None = None, memorization: np.ndarray | None = None,
-    folds: int = 5, outlier_fraction: float = 0.01, label_issues: bool = True, seed: int = 0,
-    device: str | torch.device | None = None, progress: bool | None = None,
+    dataset: Dataset,
+    recipe: Recipe,
+    *,
+    model: nn.Module | None = None,
+    memorization: np.ndarray | None = None,
+    folds: int = 5,
+    outlier_fraction: float = 0.01,
+    label_issues: bool = True,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
 ) -> Detection:
     """Rank label issues (cleanlab, cross-validated) and memorized outliers of ``dataset``.
 
@@ -101,38 +118,62 @@ def detect(
     if memorization is not None:
         memorization = np.asarray(memorization, dtype=float)
         if memorization.shape != (n,):
-            raise ValueError(f"memorization must have one score per example: got shape {memorization.shape}, "
-                             f"the dataset has {n} examples")
+            raise ValueError(
+                f"memorization must have one score per example: got shape {memorization.shape}, "
+                f"the dataset has {n} examples"
+            )
     if not 0 <= outlier_fraction < 1:
         raise ValueError(f"outlier_fraction must be in [0, 1), got {outlier_fraction}")
     probs = out_of_sample_probs(recipe, dataset, folds=folds, seed=seed, device=device, progress=progress)
     quality = get_label_quality_scores(y, probs)
     suggested = probs.argmax(1)
-    flagged = (find_label_issues(y, probs, return_indices_ranked_by="self_confidence") if label_issues
-               else np.array([], dtype=int))
-    rows = [{"id": int(i), "kind": "label issue", "score": float(1 - quality[i]), "given_label": int(y[i]),
-             "suggested_label": int(suggested[i]), "label_quality": float(quality[i]),
-             "why": f"given {y[i]}, out-of-sample model says {suggested[i]} (p={probs[i, suggested[i]]:.2f}; "
-                    f"p(given)={probs[i, y[i]]:.2f})"} for i in flagged]
+    flagged = (
+        find_label_issues(y, probs, return_indices_ranked_by="self_confidence")
+        if label_issues
+        else np.array([], dtype=int)
+    )
+    rows = [
+        {
+            "id": int(i),
+            "kind": "label issue",
+            "score": float(1 - quality[i]),
+            "given_label": int(y[i]),
+            "suggested_label": int(suggested[i]),
+            "label_quality": float(quality[i]),
+            "why": f"given {y[i]}, out-of-sample model says {suggested[i]} (p={probs[i, suggested[i]]:.2f}; "
+            f"p(given)={probs[i, y[i]]:.2f})",
+        }
+        for i in flagged
+    ]
     if memorization is not None and outlier_fraction > 0:
         top = np.argsort(-memorization, kind="stable")
         taken = set(flagged.tolist())
         k = int(round(outlier_fraction * n))
         extra = [int(i) for i in top if int(i) not in taken][:k]
-        rows += [{"id": i, "kind": "outlier", "score": float(memorization[i]), "given_label": int(y[i]),
-                  "suggested_label": int(suggested[i]), "label_quality": float(quality[i]),
-                  "why": f"memorization score {memorization[i]:.2f} (top {100 * outlier_fraction:g}%); label "
-                         f"{'agrees' if suggested[i] == y[i] else 'disagrees'} with out-of-sample model"}
-                 for i in extra]
-    table = pd.DataFrame(rows, columns=["id", "kind", "score", "given_label", "suggested_label", "label_quality",
-                                        "why"])
+        rows += [
+            {
+                "id": i,
+                "kind": "outlier",
+                "score": float(memorization[i]),
+                "given_label": int(y[i]),
+                "suggested_label": int(suggested[i]),
+                "label_quality": float(quality[i]),
+                "why": f"memorization score {memorization[i]:.2f} (top {100 * outlier_fraction:g}%); label "
+                f"{'agrees' if suggested[i] == y[i] else 'disagrees'} with out-of-sample model",
+            }
+            for i in extra
+        ]
+    table = pd.DataFrame(
+        rows, columns=["id", "kind", "score", "given_label", "suggested_label", "label_quality", "why"]
+    )
     if memorization is not None:
         table.insert(6, "memorization", memorization[table["id"].to_numpy(dtype=int)] if len(table) else [])
     return Detection(table.reset_index(drop=True), probs)
 
 
-def inject_label_noise(dataset: Dataset, fraction: float, num_classes: int, seed: int = 0
-                       ) -> tuple[Dataset, torch.Tensor]:
+def inject_label_noise(
+    dataset: Dataset, fraction: float, num_classes: int, seed: int = 0
+) -> tuple[Dataset, torch.Tensor]:
     """A copy of an ``ArrayDataset`` with ``fraction`` of its labels flipped to another class
     uniformly at random (symmetric noise), and the flipped ids: the ground truth for detection."""
     if not isinstance(dataset, ArrayDataset):
@@ -148,8 +189,15 @@ def inject_label_noise(dataset: Dataset, fraction: float, num_classes: int, seed
 
 
 def detect_and_unlearn(
-    data: Data, recipe: Recipe, *, noise: float = 0.05, method: str = "finetune", seed: int = 0,
-    device: str | torch.device | None = None, progress: bool | None = None, **params,
+    data: Data,
+    recipe: Recipe,
+    *,
+    noise: float = 0.05,
+    method: str = "finetune",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    **params,
 ) -> dict:
     """The detect -> unlearn -> prove loop on data with injected symmetric label noise.
 
@@ -177,17 +225,29 @@ def detect_and_unlearn(
     issues = found.table[found.table.kind == "label issue"]
     hit = np.isin(issues["id"].to_numpy(), injected.numpy())
     split = ForgetSplit.from_ids(noisy, issues["id"].to_numpy())
-    res = unlearn(original, noisy, split, method=method, seed=seed, recipe=recipe, device=device, progress=progress,
-                  **params)
-    oracle = train(recipe, ForgetSplit.from_ids(noisy, injected).retain_set(noisy), seed=seed, device=device,
-                   progress=progress)
+    res = unlearn(
+        original, noisy, split, method=method, seed=seed, recipe=recipe, device=device, progress=progress, **params
+    )
+    oracle = train(
+        recipe, ForgetSplit.from_ids(noisy, injected).retain_set(noisy), seed=seed, device=device, progress=progress
+    )
     clean = train(recipe, data.train, seed=seed, device=device, progress=progress)
     return {
-        "noise": noise, "injected": len(injected), "flagged": len(issues),
-        "precision": float(hit.mean()) if len(hit) else 0.0, "recall": float(hit.sum() / len(injected)),
-        "test_original": test_acc(original), "test_unlearned": test_acc(res.model), "test_oracle": test_acc(oracle),
-        "test_clean": test_acc(clean), "method": method, "params": res.params, "unlearn_seconds": res.seconds,
-        "detect_seconds": detect_s, "train_seconds": training_seconds(original), "diverged": res.diverged,
+        "noise": noise,
+        "injected": len(injected),
+        "flagged": len(issues),
+        "precision": float(hit.mean()) if len(hit) else 0.0,
+        "recall": float(hit.sum() / len(injected)),
+        "test_original": test_acc(original),
+        "test_unlearned": test_acc(res.model),
+        "test_oracle": test_acc(oracle),
+        "test_clean": test_acc(clean),
+        "method": method,
+        "params": res.params,
+        "unlearn_seconds": res.seconds,
+        "detect_seconds": detect_s,
+        "train_seconds": training_seconds(original),
+        "diverged": res.diverged,
     }
 
 

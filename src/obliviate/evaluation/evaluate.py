@@ -28,14 +28,41 @@ from .sequences import calibrate, sequence_outputs
 
 #: metrics computed unless ``metrics=`` says otherwise
 DEFAULT_METRICS = [
-    "forget_acc", "retain_acc", "test_acc", "forgotten_class_test_acc", "mia", "mia_efficacy", "entropy_mia",
-    "loss_auc", "loss_tpr@1%fpr", "zrf", "kl_forget", "js_forget", "disagreement_forget", "disagreement_test",
-    "activation_distance", "avg_gap", "tow", "tow_mia",
+    "forget_acc",
+    "retain_acc",
+    "test_acc",
+    "forgotten_class_test_acc",
+    "mia",
+    "mia_efficacy",
+    "entropy_mia",
+    "loss_auc",
+    "loss_tpr@1%fpr",
+    "zrf",
+    "kl_forget",
+    "js_forget",
+    "disagreement_forget",
+    "disagreement_test",
+    "activation_distance",
+    "avg_gap",
+    "tow",
+    "tow_mia",
 ]
 #: causal-LM metrics computed unless ``metrics=`` says otherwise (plus one row per dataset probe)
 DEFAULT_LM_METRICS = [
-    "forget_ma", "retain_ma", "test_ma", "c_gamma_mean", "c_gamma_p95", "c_gamma_max", "extraction_forget",
-    "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp", "privleak", "ppl_change", "forget_quality",
+    "forget_ma",
+    "retain_ma",
+    "test_ma",
+    "c_gamma_mean",
+    "c_gamma_p95",
+    "c_gamma_max",
+    "extraction_forget",
+    "mia_auc_loss",
+    "mia_auc_zlib",
+    "mia_auc_mink",
+    "mia_auc_minkpp",
+    "privleak",
+    "ppl_change",
+    "forget_quality",
     "avg_gap_ma",
 ]
 #: what LM rows need the original for: γ and the perplexity they are relative to
@@ -56,8 +83,13 @@ def default_metrics(data: Data) -> list[str]:
 
 
 def outputs_of(
-    model: nn.Module, data: Data, split: ForgetSplit, *, device: torch.device | None = None,
-    random_model: nn.Module | None = None, seed: int = 0,
+    model: nn.Module,
+    data: Data,
+    split: ForgetSplit,
+    *,
+    device: torch.device | None = None,
+    random_model: nn.Module | None = None,
+    seed: int = 0,
 ) -> Outputs:
     """Run a model once over every evaluation view (test logits are shared by test/test_all)."""
     task = ClassificationTask(data.num_classes)
@@ -93,8 +125,11 @@ def _pair_values(specs: list[Metric], outs: AnyOutputs, ref_outs: AnyOutputs) ->
 
 
 def _composites(specs: list[Metric], values: dict[str, float], ref: dict[str, float]) -> dict[str, float]:
-    return {m.name: m.fn(values, ref) for m in specs
-            if m.kind == "composite" and set(m.needs) <= set(values) and set(m.needs) <= set(ref)}
+    return {
+        m.name: m.fn(values, ref)
+        for m in specs
+        if m.kind == "composite" and set(m.needs) <= set(values) and set(m.needs) <= set(ref)
+    }
 
 
 def _unwrap(model: nn.Module | UnlearningResult) -> tuple[nn.Module, float | None]:
@@ -108,8 +143,9 @@ def _specs(names: list[str], modality: Modality) -> list[Metric]:
     unknown = [n for n, m in zip(names, specs) if m is None]
     if unknown:
         probes = " and extraction_<probe> per dataset probe" if modality is Modality.CAUSAL_LM else ""
-        raise ValueError(f"unknown metrics {unknown} for {modality.value} models; available: {available(modality)}"
-                         + probes)
+        raise ValueError(
+            f"unknown metrics {unknown} for {modality.value} models; available: {available(modality)}" + probes
+        )
     out = [m for m in specs if m is not None]
     for m in list(out):  # a composite brings the metrics it is made of, so it is never silently missing
         if m.kind == "composite":
@@ -164,8 +200,16 @@ def evaluate(
             raise ValueError('protocol="neurips23" needs method= (the method to re-run)')
         from .protocols import neurips23
 
-        return neurips23(_unwrap(model)[0], data, split, method=method, n_models=n_models, seed=seed,
-                         device=device, **method_overrides)
+        return neurips23(
+            _unwrap(model)[0],
+            data,
+            split,
+            method=method,
+            n_models=n_models,
+            seed=seed,
+            device=device,
+            **method_overrides,
+        )
     if protocol != "oracle":
         raise ValueError(f"unknown protocol {protocol!r}; use 'oracle' or 'neurips23'")
     if method is not None or method_overrides:

@@ -39,8 +39,17 @@ from ..train.memorization import learning_event_proxy
 from ..train.recipe import Recipe
 from ..utils import resolve_device, seeded
 
-__all__ = ["ORIENTATION", "MemorizationEstimate", "embeddings", "entanglement", "holdout_kl", "learning_event_proxy",
-           "loss_curvature", "spearman", "subsample_memorization"]
+__all__ = [
+    "ORIENTATION",
+    "MemorizationEstimate",
+    "embeddings",
+    "entanglement",
+    "holdout_kl",
+    "learning_event_proxy",
+    "loss_curvature",
+    "spearman",
+    "subsample_memorization",
+]
 
 #: what each score measures and which way it was turned so that higher = more memorized
 ORIENTATION = {
@@ -67,23 +76,40 @@ class MemorizationEstimate:
     seconds: float
 
     def save(self, path: str | Path) -> None:
-        save_state({"scores": self.scores, "in_acc": self.in_acc, "out_acc": self.out_acc, "n_in": self.n_in},
-                   Path(path), {"k": self.k, "ratio": self.ratio, "seconds": self.seconds})
+        save_state(
+            {"scores": self.scores, "in_acc": self.in_acc, "out_acc": self.out_acc, "n_in": self.n_in},
+            Path(path),
+            {"k": self.k, "ratio": self.ratio, "seconds": self.seconds},
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "MemorizationEstimate":
+    def load(cls, path: str | Path) -> MemorizationEstimate:
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         t = load_state(Path(path))
-        return cls(t["scores"], t["in_acc"], t["out_acc"], t["n_in"], int(meta["k"]), float(meta["ratio"]),
-                   float(meta["seconds"]))
+        return cls(
+            t["scores"],
+            t["in_acc"],
+            t["out_acc"],
+            t["n_in"],
+            int(meta["k"]),
+            float(meta["ratio"]),
+            float(meta["seconds"]),
+        )
 
 
 def subsample_memorization(
-    recipe: Recipe, dataset: Dataset, *, k: int = 200, ratio: float = 0.7, seed: int = 0,
-    chunk_size: int | None = 50, precision: str = "fp32", device: str | torch.device | None = None,
+    recipe: Recipe,
+    dataset: Dataset,
+    *,
+    k: int = 200,
+    ratio: float = 0.7,
+    seed: int = 0,
+    chunk_size: int | None = 50,
+    precision: str = "fp32",
+    device: str | torch.device | None = None,
     progress: bool | None = None,
 ) -> MemorizationEstimate:
     """Feldman & Zhang's subsampling estimator with ``k`` models on random ``ratio`` subsets.
@@ -102,8 +128,16 @@ def subsample_memorization(
     member = torch.zeros(k, n, dtype=torch.bool)
     member.scatter_(1, subsets, True)
     start = time.perf_counter()
-    ens = train_ensemble(recipe, dataset, [seed * 100_003 + i for i in range(k)], subsets=subsets,
-                         chunk_size=chunk_size, precision=precision, device=device, progress=progress)
+    ens = train_ensemble(
+        recipe,
+        dataset,
+        [seed * 100_003 + i for i in range(k)],
+        subsets=subsets,
+        chunk_size=chunk_size,
+        precision=precision,
+        device=device,
+        progress=progress,
+    )
     correct = (ens.predict(dataset).argmax(-1) == labels_of(dataset)).float()  # [K, N]
     n_in, n_out = member.sum(0), (~member).sum(0)
     if (n_in == 0).any() or (n_out == 0).any():
@@ -116,13 +150,22 @@ def subsample_memorization(
 @torch.no_grad()
 def _probs(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(x.to(device)).float().softmax(-1).cpu() for _, (x, _) in
-                      iterate_batches(dataset, batch_size)])
+    return torch.cat(
+        [model(x.to(device)).float().softmax(-1).cpu() for _, (x, _) in iterate_batches(dataset, batch_size)]
+    )
 
 
 def holdout_kl(
-    model: nn.Module, dataset: Dataset, holdout: Dataset, *, lr: float = 0.1, epochs: int = 30, patience: int = 4,
-    batch_size: int = 128, seed: int = 0, device: str | torch.device | None = None,
+    model: nn.Module,
+    dataset: Dataset,
+    holdout: Dataset,
+    *,
+    lr: float = 0.1,
+    epochs: int = 30,
+    patience: int = 4,
+    batch_size: int = 128,
+    seed: int = 0,
+    device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """RUM's holdout-retraining proxy: fine-tune a copy on ``holdout`` (SGD, early stopping on the
     holdout loss after ``patience`` epochs without improvement), then the symmetric KL between the
@@ -136,8 +179,17 @@ def holdout_kl(
     best, stale = float("inf"), 0
     with seeded(seed, dev) as gen:
         for _ in range(epochs):  # one epoch at a time: early stopping decides between them
-            (loss,) = run_epochs(tuned, task, holdout, opt, epochs=1, batch_size=batch_size, generator=gen,
-                                 progress=False, desc="holdout fine-tune")
+            (loss,) = run_epochs(
+                tuned,
+                task,
+                holdout,
+                opt,
+                epochs=1,
+                batch_size=batch_size,
+                generator=gen,
+                progress=False,
+                desc="holdout fine-tune",
+            )
             if loss < best - 1e-4:
                 best, stale = loss, 0
             else:
@@ -149,7 +201,11 @@ def holdout_kl(
 
 
 def loss_curvature(
-    model: nn.Module, dataset: Dataset, *, h: float = 0.01, batch_size: int = 256,
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    h: float = 0.01,
+    batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """CURE-style input-space curvature per example: ‖∇ₓℓ(x + h·z) − ∇ₓℓ(x)‖ with z = sign(∇ₓℓ(x))
@@ -172,8 +228,14 @@ def loss_curvature(
     return torch.cat(out)
 
 
-def embeddings(model: nn.Module, dataset: Dataset, layer: str | None = None, *, batch_size: int = 1024,
-               device: str | torch.device | None = None) -> torch.Tensor:
+def embeddings(
+    model: nn.Module,
+    dataset: Dataset,
+    layer: str | None = None,
+    *,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
     """Inputs of module ``layer`` (default: the last ``nn.Linear``, i.e. the penultimate features)."""
     dev = resolve_device(device)
     model = model.to(dev).eval()
@@ -196,8 +258,14 @@ def embeddings(model: nn.Module, dataset: Dataset, layer: str | None = None, *, 
     return torch.cat(feats)
 
 
-def entanglement(model: nn.Module, dataset: Dataset, split: ForgetSplit, *, layer: str | None = None,
-                 device: str | torch.device | None = None) -> float:
+def entanglement(
+    model: nn.Module,
+    dataset: Dataset,
+    split: ForgetSplit,
+    *,
+    layer: str | None = None,
+    device: str | torch.device | None = None,
+) -> float:
     """RUM's entanglement score of D_r and D_f: within-set variance over between-set variance of
     the embeddings (higher = more entangled = harder to unlearn). ``layer``: whose input is the
     embedding (default: the classifier head's, as RUM's ResNet avgpool output)."""

@@ -70,8 +70,18 @@ def neurips23(
     conf, ra_u, ta_u, seconds = [], [], [], []
     bar = progress_bar(n_models, f"{method} x{n_models}", progress)
     for i in range(n_models):
-        res = unlearn(original, data.train, split, method=method, seed=seed + i, val=data.val, recipe=recipe,
-                      device=device, progress=False, **overrides)
+        res = unlearn(
+            original,
+            data.train,
+            split,
+            method=method,
+            seed=seed + i,
+            val=data.val,
+            recipe=recipe,
+            device=device,
+            progress=False,
+            **overrides,
+        )
         seconds.append(res.seconds)
         conf.append(logit_scaled_confidence(task.predict(res.model, views["forget"])[0], forget_y))
         ra_u.append(accuracy(*task.predict(res.model, views["retain"])))
@@ -88,7 +98,11 @@ def neurips23(
         "seconds": float(np.mean(seconds)),
     }
     details = {
-        "epsilons": eps, "unlearned_confidences": unlearned_conf.numpy(), "oracle_confidences": oracle_conf.numpy(),
-        "n_models": n_models, "oracle_seconds": oracle_seconds, "method": method,
+        "epsilons": eps,
+        "unlearned_confidences": unlearned_conf.numpy(),
+        "oracle_confidences": oracle_conf.numpy(),
+        "n_models": n_models,
+        "oracle_seconds": oracle_seconds,
+        "method": method,
     }
     return Report(values, {"retain_acc": ra_r, "test_acc": ta_r}, details=details)

@@ -6,8 +6,8 @@ dispatches to protocols) import it without importing each other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pandas as pd
 import torch
@@ -61,27 +61,33 @@ class Report(Mapping):
         rows = []
         for k, v in self.values.items():
             spec = spec_of(k, self.modality)
-            rows.append({
-                "metric": k,
-                "value": v,
-                "oracle": (self.oracle or {}).get(k, float("nan")),
-                "gap": self.gap(k),
-                "floor": self.floor.get(k, float("nan")),
-                "ideal": spec.ideal_label if spec else "",
-                "higher_is_better": spec.higher_is_better if spec else None,
-                "direction": spec.direction.value if spec else "",
-            })
+            rows.append(
+                {
+                    "metric": k,
+                    "value": v,
+                    "oracle": (self.oracle or {}).get(k, float("nan")),
+                    "gap": self.gap(k),
+                    "floor": self.floor.get(k, float("nan")),
+                    "ideal": spec.ideal_label if spec else "",
+                    "higher_is_better": spec.higher_is_better if spec else None,
+                    "direction": spec.direction.value if spec else "",
+                }
+            )
         return pd.DataFrame(rows)
 
-    def compare(self, other: "Report", names: tuple[str, str] = ("self", "other")) -> pd.DataFrame:
+    def compare(self, other: Report, names: tuple[str, str] = ("self", "other")) -> pd.DataFrame:
         """Side-by-side values and gaps of two reports on their common metrics."""
         a, b = self.to_frame().set_index("metric"), other.to_frame().set_index("metric")
         common = [m for m in a.index if m in b.index]
-        return pd.DataFrame({
-            f"{names[0]}": a.loc[common, "value"], f"{names[1]}": b.loc[common, "value"],
-            f"{names[0]}_gap": a.loc[common, "gap"], f"{names[1]}_gap": b.loc[common, "gap"],
-            "floor": a.loc[common, "floor"],
-        })
+        return pd.DataFrame(
+            {
+                f"{names[0]}": a.loc[common, "value"],
+                f"{names[1]}": b.loc[common, "value"],
+                f"{names[0]}_gap": a.loc[common, "gap"],
+                f"{names[1]}_gap": b.loc[common, "gap"],
+                "floor": a.loc[common, "floor"],
+            }
+        )
 
     def __repr__(self) -> str:
         return f"Report({ {k: round(v, 4) for k, v in self.values.items()} })"
@@ -90,8 +96,12 @@ class Report(Mapping):
 def split_views(data: Data, split: ForgetSplit) -> dict[str, torch.utils.data.Dataset]:
     """Evaluation sets of a split: forget, retain, test (minus forgotten classes), test_all and,
     for class forgetting, the forgotten classes' test examples."""
-    views = {"forget": split.forget_set(data.train), "retain": split.retain_set(data.train),
-             "test": data.test, "test_all": data.test}
+    views = {
+        "forget": split.forget_set(data.train),
+        "retain": split.retain_set(data.train),
+        "test": data.test,
+        "test_all": data.test,
+    }
     if split.classes:
         gone = torch.isin(labels_of(data.test), torch.tensor(split.classes))
         views["test"] = subset(data.test, torch.nonzero(~gone).flatten())

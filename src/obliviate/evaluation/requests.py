@@ -10,7 +10,8 @@ across steps show up.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -27,9 +28,16 @@ from .evaluate import evaluate
 
 
 def sequential_requests(
-    original: nn.Module, data: Data, predicates: Sequence[str], *, method: str | Sequence[str] | dict = "finetune",
-    recipe: Recipe | None = None, seed: int = 0, metrics: Sequence[str] | None = None,
-    device: str | torch.device | None = None, **params: Any,
+    original: nn.Module,
+    data: Data,
+    predicates: Sequence[str],
+    *,
+    method: str | Sequence[str] | dict = "finetune",
+    recipe: Recipe | None = None,
+    seed: int = 0,
+    metrics: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    **params: Any,
 ) -> pd.DataFrame:
     """Apply SQL ``predicates`` (over ``data.train_table`` or ``id``/``label``/``x0..``) in order.
 
@@ -40,8 +48,13 @@ def sequential_requests(
     seconds for unlearning and for the oracle. Every predicate is checked before any work.
     """
     recipe = recipe or Recipe.default_for(data)
-    plans = ({method: params} if isinstance(method, str) else dict(method) if isinstance(method, dict)
-             else {m: params for m in method})
+    plans = (
+        {method: params}
+        if isinstance(method, str)
+        else dict(method)
+        if isinstance(method, dict)
+        else {m: params for m in method}
+    )
     table = table_of(data.train, data.train_table)
     n = len(table)
     matches = []
@@ -69,24 +82,45 @@ def sequential_requests(
         split = ForgetSplit(torch.searchsorted(keep, new), len(keep), kind=f"request{k + 1}")
         alive[new] = False
         start = time.perf_counter()
-        oracle = train(recipe, subset(data.train, torch.nonzero(alive).flatten()), seed=seed + k, device=device,
-                       progress=False)
+        oracle = train(
+            recipe, subset(data.train, torch.nonzero(alive).flatten()), seed=seed + k, device=device, progress=False
+        )
         oracle_s = time.perf_counter() - start
         step_data = Data(data.name, step_train, data.test, data.num_classes, data.input_shape, data.val)
         gone = subset(data.train, torch.nonzero(~alive).flatten())
         oracle_gone = accuracy(*task.predict(oracle, gone))
         cache: dict = {}
         for m, extra in plans.items():
-            res = unlearn(models[m], step_train, split, method=m, seed=seed + k, recipe=recipe, device=device,
-                          progress=False, **extra)
-            report = evaluate(res, step_data, split, oracle=oracle, metrics=metrics, seed=seed, device=device,
-                              cache=cache)
-            rows.append({
-                "step": k + 1, "method": m, "predicate": pred, "deleted": len(new),
-                "deleted_total": int((~alive).sum()), "remaining": int(alive.sum()), **report.values,
-                **{f"oracle_{name}": v for name, v in (report.oracle or {}).items()},
-                "all_deleted_acc": accuracy(*task.predict(res.model, gone)), "oracle_all_deleted_acc": oracle_gone,
-                "unlearn_seconds": res.seconds, "oracle_seconds": oracle_s, "diverged": res.diverged,
-            })
+            res = unlearn(
+                models[m],
+                step_train,
+                split,
+                method=m,
+                seed=seed + k,
+                recipe=recipe,
+                device=device,
+                progress=False,
+                **extra,
+            )
+            report = evaluate(
+                res, step_data, split, oracle=oracle, metrics=metrics, seed=seed, device=device, cache=cache
+            )
+            rows.append(
+                {
+                    "step": k + 1,
+                    "method": m,
+                    "predicate": pred,
+                    "deleted": len(new),
+                    "deleted_total": int((~alive).sum()),
+                    "remaining": int(alive.sum()),
+                    **report.values,
+                    **{f"oracle_{name}": v for name, v in (report.oracle or {}).items()},
+                    "all_deleted_acc": accuracy(*task.predict(res.model, gone)),
+                    "oracle_all_deleted_acc": oracle_gone,
+                    "unlearn_seconds": res.seconds,
+                    "oracle_seconds": oracle_s,
+                    "diverged": res.diverged,
+                }
+            )
             models[m] = res.model
     return pd.DataFrame(rows)

@@ -44,8 +44,9 @@ def _eval(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def sequence_scores(model: nn.Module, data: TextDataset, batch_size: int = 64,
-                    device: torch.device | None = None) -> SequenceScores:
+def sequence_scores(
+    model: nn.Module, data: TextDataset, batch_size: int = 64, device: torch.device | None = None
+) -> SequenceScores:
     """Score every row of ``data`` in eval mode; the model's mode is restored."""
     device = device or next(model.parameters()).device
     task = CausalLMTask()
@@ -71,8 +72,7 @@ def sequence_scores(model: nn.Module, data: TextDataset, batch_size: int = 64,
 
 
 @torch.no_grad()
-def perplexity(model: nn.Module, data: TextDataset, batch_size: int = 64,
-               device: torch.device | None = None) -> float:
+def perplexity(model: nn.Module, data: TextDataset, batch_size: int = 64, device: torch.device | None = None) -> float:
     """exp(mean NLL over every scored token of ``data``)."""
     device = device or next(model.parameters()).device
     task = CausalLMTask()
@@ -95,12 +95,20 @@ def calibrate(original: nn.Module, data: TextData, device: torch.device | None =
     """γ (mean, p95, max of the original's MA on ``data.test``) and the original's perplexity."""
     assert isinstance(data.test, TextDataset)
     held = sequence_scores(original, data.test, device=device).ma
-    return Calibration({s: calibrate_threshold(held, s) for s in GAMMA_STATS},
-                       perplexity(original, _perplexity_text(data), device=device))
+    return Calibration(
+        {s: calibrate_threshold(held, s) for s in GAMMA_STATS},
+        perplexity(original, _perplexity_text(data), device=device),
+    )
 
 
-def sequence_outputs(model: nn.Module, data: TextData, split: ForgetSplit, *,
-                     calibration: Calibration | None = None, device: torch.device | None = None) -> SequenceOutputs:
+def sequence_outputs(
+    model: nn.Module,
+    data: TextData,
+    split: ForgetSplit,
+    *,
+    calibration: Calibration | None = None,
+    device: torch.device | None = None,
+) -> SequenceOutputs:
     """Score ``model`` on the forget rows, the retained rows, ``data.test``, the dataset's probes and
     QA sets and its held-out text: everything the causal-LM rows of the catalogue read."""
     views = {"forget": split.forget_set(data.train), "retain": split.retain_set(data.train), "test": data.test}
@@ -109,8 +117,10 @@ def sequence_outputs(model: nn.Module, data: TextData, split: ForgetSplit, *,
     truth: np.ndarray | None = None
     if data.qa is not None:
         para, perturbed = data.qa
-        truth = truth_ratio(sequence_scores(model, para, device=device),
-                            [sequence_scores(model, p, device=device) for p in perturbed])
+        truth = truth_ratio(
+            sequence_scores(model, para, device=device), [sequence_scores(model, p, device=device) for p in perturbed]
+        )
     texts = {k: getattr(v, "texts", None) for k, v in views.items()}
-    return SequenceOutputs(scores, texts, probes, truth, perplexity(model, _perplexity_text(data), device=device),
-                           calibration)
+    return SequenceOutputs(
+        scores, texts, probes, truth, perplexity(model, _perplexity_text(data), device=device), calibration
+    )

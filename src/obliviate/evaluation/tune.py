@@ -79,8 +79,9 @@ class TuneResult:
     @classmethod
     def load(cls, path: str | Path) -> TuneResult:
         d = read_json(path)
-        return cls(d["method"], d["objective"], d["best_params"], d["best_score"], pd.DataFrame(d["trials"]),
-                   d["seconds"])
+        return cls(
+            d["method"], d["objective"], d["best_params"], d["best_score"], pd.DataFrame(d["trials"]), d["seconds"]
+        )
 
 
 def candidates(space: dict[str, Sequence[Any]], defaults: dict[str, Any], budget: int, seed: int) -> list[dict]:
@@ -120,18 +121,23 @@ def tune(
     trial. Diverged runs are recorded but never chosen.
     """
     if data.val is None:
-        raise ValueError("tune selects on a validation set so the test set stays unseen: "
-                         "pass data.with_validation() (it carves one out of the test set)")
+        raise ValueError(
+            "tune selects on a validation set so the test set stays unseen: "
+            "pass data.with_validation() (it carves one out of the test set)"
+        )
     if budget < 1:
         raise ValueError(f"budget must be >= 1 trial, got {budget}")
     modality = modality_of(data)
     objective = _DEFAULT_OBJECTIVE[modality] if objective is None else objective
     if isinstance(objective, str) and (objective not in METRICS or modality not in METRICS[objective].modalities):
-        raise ValueError(f"unknown objective {objective!r} for {modality.value} models; use a metric of "
-                         f"ob.metrics.available({modality.value!r}) or a function")
+        raise ValueError(
+            f"unknown objective {objective!r} for {modality.value} models; use a metric of "
+            f"ob.metrics.available({modality.value!r}) or a function"
+        )
     score_of = OBJECTIVES[objective] if isinstance(objective, str) else objective
-    judged = _METRICS[modality] + ([objective] if isinstance(objective, str) and objective not in _METRICS[modality]
-                                   else [])
+    judged = _METRICS[modality] + (
+        [objective] if isinstance(objective, str) and objective not in _METRICS[modality] else []
+    )
     cls = get(method)
     space = dict(cls.search_space if space is None else space)
     unknown = sorted(set(space) - {f.name for f in dataclasses.fields(cls.Params)})
@@ -145,8 +151,9 @@ def tune(
     if original is None:
         original = train(recipe, data.train, seed=seed, device=device, progress=progress)
     if oracle is None:
-        oracle = train(recipe, split.retain_set(data.train), seed=validation_seed(seed), device=device,
-                       progress=progress)
+        oracle = train(
+            recipe, split.retain_set(data.train), seed=validation_seed(seed), device=device, progress=progress
+        )
     selection = dataclasses.replace(data, test=data.val, val=None)  # "test" metrics read the val set
     defaults = dataclasses.asdict(cls(**fixed).params)
     rows, best, best_score = [], None, math.inf
@@ -154,14 +161,39 @@ def tune(
     bar = progress_bar(len(configs), f"tune {method}", progress)
     for config in configs:
         params = {**fixed, **config}
-        result = unlearn(original, data.train, split, method=method, seed=seed, val=data.val, recipe=recipe,
-                         device=device, progress=False, **params)
-        report = evaluate(result, selection, split, oracle=oracle, metrics=judged, device=device,
-                          original=original if modality is Modality.CAUSAL_LM else None)
+        result = unlearn(
+            original,
+            data.train,
+            split,
+            method=method,
+            seed=seed,
+            val=data.val,
+            recipe=recipe,
+            device=device,
+            progress=False,
+            **params,
+        )
+        report = evaluate(
+            result,
+            selection,
+            split,
+            oracle=oracle,
+            metrics=judged,
+            device=device,
+            original=original if modality is Modality.CAUSAL_LM else None,
+        )
         score = math.inf if result.diverged else float(score_of(report))
         measured = {k.replace("test_", "val_"): report[k] for k in judged if k in report}
-        rows.append({**{n: defaults[n] for n in space}, **config, "score": score, "diverged": result.diverged,
-                     "seconds": result.seconds, **measured})
+        rows.append(
+            {
+                **{n: defaults[n] for n in space},
+                **config,
+                "score": score,
+                "diverged": result.diverged,
+                "seconds": result.seconds,
+                **measured,
+            }
+        )
         if score < best_score:
             best, best_score = params, score
         bar.update()
@@ -170,6 +202,11 @@ def tune(
     if best is None:
         raise RuntimeError(f"every {method} trial diverged; widen the search space towards smaller steps")
     full = {**defaults, **best}
-    return TuneResult(method, objective if isinstance(objective, str) else getattr(objective, "__name__", "custom"),
-                      {k: full[k] for k in sorted({*space, *fixed})}, best_score, pd.DataFrame(rows),
-                      time.perf_counter() - start)
+    return TuneResult(
+        method,
+        objective if isinstance(objective, str) else getattr(objective, "__name__", "custom"),
+        {k: full[k] for k in sorted({*space, *fixed})},
+        best_score,
+        pd.DataFrame(rows),
+        time.perf_counter() - start,
+    )

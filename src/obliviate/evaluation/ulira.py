@@ -66,8 +66,9 @@ def ulira(
     g = torch.Generator().manual_seed(seed)
     targets = torch.randperm(n, generator=g)[:n_targets]
     halves = torch.stack([torch.randperm(n, generator=g)[: n // 2] for _ in range(n_shadow)])
-    ensemble = train_ensemble(recipe, data.train, [seed + k for k in range(n_shadow)], subsets=halves,
-                              device=device, progress=progress)
+    ensemble = train_ensemble(
+        recipe, data.train, [seed + k for k in range(n_shadow)], subsets=halves, device=device, progress=progress
+    )
     task = ClassificationTask(data.num_classes)
     target_set = subset(data.train, targets)
     target_y = labels_of(target_set)
@@ -85,8 +86,17 @@ def ulira(
         position = {int(i): p for p, i in enumerate(half.tolist())}  # dataset id -> position in H_k
         split = ForgetSplit.from_ids(len(half), [position[int(targets[t])] for t in chosen])
         shadow_train = subset(data.train, half)
-        res = unlearn(ensemble.model(k), shadow_train, split, method=method, seed=seed + k, recipe=recipe,
-                      device=device, progress=False, **overrides)
+        res = unlearn(
+            ensemble.model(k),
+            shadow_train,
+            split,
+            method=method,
+            seed=seed + k,
+            recipe=recipe,
+            device=device,
+            progress=False,
+            **overrides,
+        )
         phi[k] = logit_scaled_confidence(task.predict(res.model, target_set)[0], target_y)
         bar.update()
     bar.close()
@@ -95,10 +105,23 @@ def ulira(
     # balanced accuracy: positives (forgotten) and negatives (never seen) differ in number per shadow
     balanced = 0.5 * float((scores[labels == 1] > 0).mean() + (scores[labels == 0] <= 0).mean())
     acc = attack["best_acc"] if offline else balanced
-    values = {"ulira_acc": acc, "ulira_auc": attack["auc"], "ulira_tpr@1%fpr": attack["tpr@1%fpr"],
-              "ulira_tpr@0.1%fpr": attack["tpr@0.1%fpr"]}
-    return Report(values, details={"scores": scores, "labels": labels, "method": method, "offline": offline,
-                                   "n_shadow": n_shadow, "n_targets": n_targets})
+    values = {
+        "ulira_acc": acc,
+        "ulira_auc": attack["auc"],
+        "ulira_tpr@1%fpr": attack["tpr@1%fpr"],
+        "ulira_tpr@0.1%fpr": attack["tpr@0.1%fpr"],
+    }
+    return Report(
+        values,
+        details={
+            "scores": scores,
+            "labels": labels,
+            "method": method,
+            "offline": offline,
+            "n_shadow": n_shadow,
+            "n_targets": n_targets,
+        },
+    )
 
 
 def _gaussian_stats(phi: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

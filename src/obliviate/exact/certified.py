@@ -67,8 +67,15 @@ class CertifiedLogistic:
     rows of the ``X`` given to ``fit``. Usable as a head on frozen features (pass the features).
     """
 
-    def __init__(self, lam: float = 1e-3, sigma: float = 10.0, eps: float = 1.0, delta: float = 1e-4,
-                 seed: int = 0, fit_intercept: bool = True) -> None:
+    def __init__(
+        self,
+        lam: float = 1e-3,
+        sigma: float = 10.0,
+        eps: float = 1.0,
+        delta: float = 1e-4,
+        seed: int = 0,
+        fit_intercept: bool = True,
+    ) -> None:
         if lam <= 0 or sigma <= 0 or eps <= 0 or not 0 < delta < 1:
             raise ValueError("need lam > 0, sigma > 0, eps > 0 and 0 < delta < 1")
         self.lam, self.sigma, self.eps, self.delta = lam, sigma, eps, delta
@@ -111,8 +118,14 @@ class CertifiedLogistic:
         self.b, self.w = [], []
         for t in self._targets(self.y[self.alive]):
             b = rng.normal(0, self.sigma, d)
-            w = minimize(_loss_grad, np.zeros(d), args=(x, t, self.lam, b), jac=True, method="L-BFGS-B",
-                         options={"maxiter": 1000, "gtol": 1e-10}).x
+            w = minimize(
+                _loss_grad,
+                np.zeros(d),
+                args=(x, t, self.lam, b),
+                jac=True,
+                method="L-BFGS-B",
+                options={"maxiter": 1000, "gtol": 1e-10},
+            ).x
             for _ in range(8):  # Newton polish: the bounds assume the exact minimiser, L-BFGS stops short of it
                 g = _loss_grad(w, x, t, self.lam, b)[1]
                 if np.linalg.norm(g) < 1e-9:
@@ -155,23 +168,39 @@ class CertifiedLogistic:
         if not certified:  # budget spent: the Newton step can no longer be hidden by b; start over
             self.retrains += 1
             self._train()
-        return Removal(certified=certified, retrained=not certified, removed=len(ids),
-                       residual_bound=float(max(bounds)), accumulated_bound=accumulated,
-                       gradient_residual=float(max(residuals)),
-                       budget_left=float(max(0.0, 1 - self.spent.max() / self.budget)),
-                       seconds=time.perf_counter() - start)
+        return Removal(
+            certified=certified,
+            retrained=not certified,
+            removed=len(ids),
+            residual_bound=float(max(bounds)),
+            accumulated_bound=accumulated,
+            gradient_residual=float(max(residuals)),
+            budget_left=float(max(0.0, 1 - self.spent.max() / self.budget)),
+            seconds=time.perf_counter() - start,
+        )
 
     # ---- persistence ----------------------------------------------------------------------------------
     _ARRAYS = ("x", "y", "alive", "gram", "classes", "spent")
-    _SCALARS = ("lam", "sigma", "eps", "delta", "seed", "fit_intercept", "retrains", "scale", "intercept_scale",
-                "budget")
+    _SCALARS = (
+        "lam",
+        "sigma",
+        "eps",
+        "delta",
+        "seed",
+        "fit_intercept",
+        "retrains",
+        "scale",
+        "intercept_scale",
+        "budget",
+    )
 
     def save(self, path: str | Path) -> Path:
         """One ``.npz`` (no pickled objects): data, noise, weights and the budget spent, so removals can go on."""
         path = Path(path)
         arrays = {k: np.asarray(getattr(self, k)) for k in self._ARRAYS}
-        arrays.update(w=np.stack(self.w), b=np.stack(self.b),
-                      scalars=np.array([float(getattr(self, k)) for k in self._SCALARS]))
+        arrays.update(
+            w=np.stack(self.w), b=np.stack(self.b), scalars=np.array([float(getattr(self, k)) for k in self._SCALARS])
+        )
         tmp = path.with_name(f".{path.name}.tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
@@ -185,8 +214,12 @@ class CertifiedLogistic:
             for k in cls._ARRAYS:
                 setattr(m, k, z[k])
             m.w, m.b = list(z["w"]), list(z["b"])
-        m.retrains, m.scale, m.intercept_scale, m.budget = (int(sc["retrains"]), sc["scale"], sc["intercept_scale"],
-                                                            sc["budget"])
+        m.retrains, m.scale, m.intercept_scale, m.budget = (
+            int(sc["retrains"]),
+            sc["scale"],
+            sc["intercept_scale"],
+            sc["budget"],
+        )
         return m
 
     # ---- inference ----------------------------------------------------------------------------------

@@ -71,8 +71,16 @@ def _train_stages(job: dict) -> list[State]:
                 gen = torch.Generator().manual_seed(job["stage_seeds"][r])
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(job["stage_seeds"][r])
-                    run_epochs(model, task, subset(job["dataset"], seen.sort().values), opt,
-                               epochs=job["epochs"][r], batch_size=recipe.batch_size, generator=gen, progress=False)
+                    run_epochs(
+                        model,
+                        task,
+                        subset(job["dataset"], seen.sort().values),
+                        opt,
+                        epochs=job["epochs"][r],
+                        batch_size=recipe.batch_size,
+                        generator=gen,
+                        progress=False,
+                    )
             out.append({"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(opt.state_dict())})
         return out
     finally:
@@ -137,11 +145,15 @@ class SISA:
 
     def _job(self, s: int, start: int) -> dict:
         return {
-            "recipe": self.recipe.to_dict(), "dataset": self.dataset, "slices": self.members[s], "start": start,
+            "recipe": self.recipe.to_dict(),
+            "dataset": self.dataset,
+            "slices": self.members[s],
+            "start": start,
             "checkpoint": self.checkpoints[s][start - 1] if start > 0 else None,
-            "init_seed": self.seed * 10_007 + s, "stage_seeds": [self.seed * 1_000_003 + s * 1_009 + r
-                                                                 for r in range(self.slices)],
-            "epochs": slice_epochs(self.recipe.epochs, self.slices), "threads": self.threads,
+            "init_seed": self.seed * 10_007 + s,
+            "stage_seeds": [self.seed * 1_000_003 + s * 1_009 + r for r in range(self.slices)],
+            "epochs": slice_epochs(self.recipe.epochs, self.slices),
+            "threads": self.threads,
         }
 
     def _run(self, starts: dict[int, int]) -> None:
@@ -189,8 +201,11 @@ class SISA:
         first = self._drop(ids)
         self._run(first)
         ep = slice_epochs(self.recipe.epochs, self.slices)
-        passes = sum(sum(len(x) for x in self.members[s][: r + 1]) * ep[r]
-                     for s, r0 in first.items() for r in range(r0, self.slices))
+        passes = sum(
+            sum(len(x) for x in self.members[s][: r + 1]) * ep[r]
+            for s, r0 in first.items()
+            for r in range(r0, self.slices)
+        )
         return Deletion(dict(sorted(first.items())), len(ids), time.perf_counter() - start, passes)
 
     # ---- persistence --------------------------------------------------------------------------------
@@ -212,12 +227,23 @@ class SISA:
                 groups[f"{s}.{r}"] = ck["optimizer"]["param_groups"]
         save_state(tensors, folder / "checkpoints.safetensors")
         fp = getattr(self.dataset, "fingerprint", None)
-        write_json(folder / "sisa.json", {
-            "recipe": self.recipe.to_dict(), "shards": self.shards, "slices": self.slices, "seed": self.seed,
-            "aggregation": self.aggregation, "threads": self.threads, "n": self.n, "members": self.members,
-            "deleted": sorted(self.deleted), "fit_seconds": self.fit_seconds, "param_groups": groups,
-            "dataset_fingerprint": fp() if callable(fp) else None,
-        })
+        write_json(
+            folder / "sisa.json",
+            {
+                "recipe": self.recipe.to_dict(),
+                "shards": self.shards,
+                "slices": self.slices,
+                "seed": self.seed,
+                "aggregation": self.aggregation,
+                "threads": self.threads,
+                "n": self.n,
+                "members": self.members,
+                "deleted": sorted(self.deleted),
+                "fit_seconds": self.fit_seconds,
+                "param_groups": groups,
+                "dataset_fingerprint": fp() if callable(fp) else None,
+            },
+        )
         return folder
 
     @classmethod
@@ -232,8 +258,14 @@ class SISA:
             if meta["dataset_fingerprint"] and callable(fp) and fp() != meta["dataset_fingerprint"]:
                 raise ValueError("this dataset is not the one the ensemble was fitted on (fingerprints differ)")
         t = load_state(folder / "checkpoints.safetensors")
-        sisa = cls(Recipe.from_dict(meta["recipe"]), meta["shards"], meta["slices"], meta["seed"], meta["aggregation"],
-                   threads=meta["threads"])
+        sisa = cls(
+            Recipe.from_dict(meta["recipe"]),
+            meta["shards"],
+            meta["slices"],
+            meta["seed"],
+            meta["aggregation"],
+            threads=meta["threads"],
+        )
         sisa.n, sisa.members, sisa.deleted = meta["n"], meta["members"], set(meta["deleted"])
         sisa.fit_seconds, sisa.dataset = meta["fit_seconds"], dataset
         sisa.assign = np.full((sisa.n, 2), -1, dtype=np.int64)
@@ -245,14 +277,15 @@ class SISA:
             shard = []
             for r in range(sisa.slices):
                 pre = f"{s}.{r}."
-                model = {k[len(pre) + 6:]: v for k, v in t.items() if k.startswith(pre + "model.")}
+                model = {k[len(pre) + 6 :]: v for k, v in t.items() if k.startswith(pre + "model.")}
                 state: dict[int, dict[str, torch.Tensor]] = {}
                 for k, v in t.items():
                     if k.startswith(pre + "opt."):
-                        i, name = k[len(pre) + 4:].split(".", 1)
+                        i, name = k[len(pre) + 4 :].split(".", 1)
                         state.setdefault(int(i), {})[name] = v
-                shard.append({"model": model,
-                              "optimizer": {"state": state, "param_groups": meta["param_groups"][f"{s}.{r}"]}})
+                shard.append(
+                    {"model": model, "optimizer": {"state": state, "param_groups": meta["param_groups"][f"{s}.{r}"]}}
+                )
             sisa.checkpoints.append(shard)
         return sisa
 
@@ -266,14 +299,18 @@ class SISA:
         return models
 
     @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor | Dataset, batch_size: int = 1024, aggregation: str | None = None
-                      ) -> torch.Tensor:
+    def predict_proba(
+        self, x: torch.Tensor | Dataset, batch_size: int = 1024, aggregation: str | None = None
+    ) -> torch.Tensor:
         """[N, C] aggregated class probabilities of inputs ``x`` (a tensor or a dataset);
         ``aggregation`` overrides the ensemble's for this call."""
         how = aggregation or self.aggregation
         models = self.constituents()
-        batches = [b[0] for _, b in iterate_batches(x, batch_size)] if isinstance(x, Dataset) else \
-            list(torch.as_tensor(x).split(batch_size))
+        batches = (
+            [b[0] for _, b in iterate_batches(x, batch_size)]
+            if isinstance(x, Dataset)
+            else list(torch.as_tensor(x).split(batch_size))
+        )
         out = []
         for xb in batches:
             logits = torch.stack([m(xb) for m in models])  # [S, B, C]

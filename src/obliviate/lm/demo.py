@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,20 +29,37 @@ from .train import train
 
 #: (label, method, overrides) the demo runs by default: Jang's aggregate-stopped GA, the same GA and
 #: SGA as released, SGA stopped per sequence at γ_max, NPO (with its retain term), NPO made selective,
-#: and SGA with a strong retain term stopped at γ_p95 (the rows of benchmarks/results/lm/lm-demo.json). Minibatches of 32 forget rows (steps comparable in cost
-#: with training steps); measured settings, see the README's LM section.
+#: and SGA with a strong retain term stopped at γ_p95 (the rows of benchmarks/results/lm/lm-demo.json).
+#: Minibatches of 32 forget rows (steps comparable in cost with training steps); measured settings,
+#: see the README's LM section.
 DEFAULT_METHODS: list[tuple[str, str, dict[str, Any]]] = [
     ("ga (aggregate stop)", "ga", {}),
     ("ga (sequence stop, γ_max)", "ga", {"stop": "sequence", "gamma_stat": "max"}),
     ("sga (released)", "sga", {}),
-    ("sga (sequence stop, γ_max)", "sga", {"stop": "sequence", "gamma_stat": "max", "lr": 3e-4, "batch_size": 32,
-                                           "max_steps": 100, "grad_clip": 1.0}),
+    (
+        "sga (sequence stop, γ_max)",
+        "sga",
+        {"stop": "sequence", "gamma_stat": "max", "lr": 3e-4, "batch_size": 32, "max_steps": 100, "grad_clip": 1.0},
+    ),
     ("npo (γ_max, 100 steps)", "npo", {"gamma_stat": "max", "lr": 3e-3, "batch_size": 32}),
-    ("npo selective (γ_max)", "npo", {"selective": True, "gamma_stat": "max", "lr": 1e-3, "batch_size": 32,
-                                      "alpha": 2.0}),
-    ("sga + retain α=5 (sequence stop, γ_p95)", "sga", {"stop": "sequence", "gamma_stat": "p95", "lr": 3e-4,
-                                                        "batch_size": 32, "alpha": 5.0, "max_steps": 100,
-                                                        "grad_clip": 1.0}),
+    (
+        "npo selective (γ_max)",
+        "npo",
+        {"selective": True, "gamma_stat": "max", "lr": 1e-3, "batch_size": 32, "alpha": 2.0},
+    ),
+    (
+        "sga + retain α=5 (sequence stop, γ_p95)",
+        "sga",
+        {
+            "stop": "sequence",
+            "gamma_stat": "p95",
+            "lr": 3e-4,
+            "batch_size": 32,
+            "alpha": 5.0,
+            "max_steps": 100,
+            "grad_clip": 1.0,
+        },
+    ),
 ]
 
 
@@ -57,8 +75,9 @@ class DemoConfig:
         return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _trained(sc: Scenario, which: str, cfg: DemoConfig, cache: Path | None, progress: bool | None
-             ) -> tuple[nn.Module, float]:
+def _trained(
+    sc: Scenario, which: str, cfg: DemoConfig, cache: Path | None, progress: bool | None
+) -> tuple[nn.Module, float]:
     """The original (all rows) or the oracle (retain rows only), same recipe and seed; cached."""
     model = tiny_gpt2(len(sc.tokenizer), context=sc.length, seed=cfg.seed, eos_token_id=sc.tokenizer.eos_token_id)
     folder = cache / f"{cfg.key()}-{which}" if cache else None
@@ -92,8 +111,10 @@ class Judge:
         self.gamma = {s: calibrate_threshold(self.held0.ma, s) for s in lme.GAMMA_STATS}
         self.ppl0 = lme.perplexity(self.original, sc.heldout_text)
         # every probe is tokenised once and scored for each model
-        self.probes = {"secret_forget": sc.secret_probe(sc.forget_people),
-                       "secret_retain": sc.secret_probe(sc.retain_people)}
+        self.probes = {
+            "secret_forget": sc.secret_probe(sc.forget_people),
+            "secret_retain": sc.secret_probe(sc.retain_people),
+        }
         for who, people in (("forget", sc.forget_people), ("retain", sc.retain_people)):
             self.probes[f"qa_{who}"] = sc.qa_probe(people)[0]
             self.probes[f"assoc_{who}"] = sc.association_probe(people)
@@ -140,9 +161,15 @@ def default_cache() -> Path:
     return Path.home() / ".cache" / "obliviate" / "lm-demo"
 
 
-def run_demo(cfg: DemoConfig | None = None, methods: list[tuple[str, str, dict[str, Any]]] | None = None, *,
-             cache: Path | None = None, progress: bool | None = None,
-             echo: Callable[[str], None] = print, relearn_steps: int = 10) -> dict[str, Any]:
+def run_demo(
+    cfg: DemoConfig | None = None,
+    methods: list[tuple[str, str, dict[str, Any]]] | None = None,
+    *,
+    cache: Path | None = None,
+    progress: bool | None = None,
+    echo: Callable[[str], None] = print,
+    relearn_steps: int = 10,
+) -> dict[str, Any]:
     """Train (or load) original and oracle, unlearn with each method, judge; returns everything printed."""
     cfg = cfg or DemoConfig()
     methods = DEFAULT_METHODS if methods is None else methods
@@ -152,14 +179,18 @@ def run_demo(cfg: DemoConfig | None = None, methods: list[tuple[str, str, dict[s
         get(name)(**kw)
     t0 = time.perf_counter()
     sc = make_scenario(seed=cfg.seed, **cfg.scenario)
-    echo(f"scenario: {len(sc.train)} training rows ({len(sc.forget_people)} forget / {len(sc.retain_people)} retained "
-         f"/ {len(sc.heldout_people)} held-out people, {len(sc.canaries['forget'])} forget canaries); "
-         f"forget set {len(sc.forget)} sequences")
+    echo(
+        f"scenario: {len(sc.train)} training rows ({len(sc.forget_people)} forget / {len(sc.retain_people)} retained "
+        f"/ {len(sc.heldout_people)} held-out people, {len(sc.canaries['forget'])} forget canaries); "
+        f"forget set {len(sc.forget)} sequences"
+    )
     original, train_s = _trained(sc, "original", cfg, cache, progress)
     oracle, _ = _trained(sc, "oracle", cfg, cache, progress)
     judge = Judge(sc, original, oracle)
-    echo(f"γ from the original's held-out people: mean {judge.gamma['mean']:.3f}, p95 {judge.gamma['p95']:.3f}, "
-         f"max {judge.gamma['max']:.3f}; training took {train_s:.0f} s")
+    echo(
+        f"γ from the original's held-out people: mean {judge.gamma['mean']:.3f}, p95 {judge.gamma['p95']:.3f}, "
+        f"max {judge.gamma['max']:.3f}; training took {train_s:.0f} s"
+    )
     rows: dict[str, dict[str, Any]] = {"original": judge.row(original), "oracle": judge.oracle_row}
     entity = {"original": judge.entity(original), "oracle": judge.entity(oracle)}
     models = {"original": original, "oracle": oracle}
@@ -167,8 +198,9 @@ def run_demo(cfg: DemoConfig | None = None, methods: list[tuple[str, str, dict[s
     from .. import unlearn
 
     for label, name, kw in methods:
-        res = unlearn(original, sc.train, sc.split, name, val=sc.heldout, task=task, seed=cfg.seed,
-                      progress=progress, **kw)
+        res = unlearn(
+            original, sc.train, sc.split, name, val=sc.heldout, task=task, seed=cfg.seed, progress=progress, **kw
+        )
         row = judge.row(res.model)
         row.update(seconds=res.seconds, cost=res.seconds / train_s, params=res.params, notes=res.notes)
         rows[label], entity[label], models[label] = row, judge.entity(res.model), res.model
@@ -176,8 +208,15 @@ def run_demo(cfg: DemoConfig | None = None, methods: list[tuple[str, str, dict[s
     for label in entity:
         entity[label]["forget_quality"] = lme.forget_quality(entity[label].pop("truth_ratio"), oracle_truth)
     relearn = _relearn(sc, judge, models, relearn_steps)
-    result = {"config": cfg.__dict__, "gamma": judge.gamma, "train_seconds": train_s, "rows": rows, "entity": entity,
-              "relearn": relearn, "seconds": time.perf_counter() - t0}
+    result = {
+        "config": cfg.__dict__,
+        "gamma": judge.gamma,
+        "train_seconds": train_s,
+        "rows": rows,
+        "entity": entity,
+        "relearn": relearn,
+        "seconds": time.perf_counter() - t0,
+    }
     return result
 
 
@@ -189,8 +228,9 @@ def _relearn(sc: Scenario, judge: Judge, models: dict[str, nn.Module], steps: in
     rows = [i for i in sc.split.forget_ids.tolist() if sc.pids[i] in first]
     relearn_set = sc.train.subset(torch.tensor(rows))
     probe = sc.secret_probe(sc.forget_people[half:])  # the un-relearned half only
-    probe_ma = sc.train.subset(torch.tensor([i for i in sc.split.forget_ids.tolist() if sc.pids[i] not in first
-                                             and sc.pids[i] >= 0]))
+    probe_ma = sc.train.subset(
+        torch.tensor([i for i in sc.split.forget_ids.tolist() if sc.pids[i] not in first and sc.pids[i] >= 0])
+    )
     out = {}
     base = {k: float(lme.sequence_scores(m, probe_ma).ma.mean()) for k, m in models.items()}
     for k, m in models.items():
@@ -198,37 +238,79 @@ def _relearn(sc: Scenario, judge: Judge, models: dict[str, nn.Module], steps: in
             continue
         attacked = lme.relearn(m, relearn_set, steps=steps, lr=1e-3, batch_size=8)
         ma = float(lme.sequence_scores(attacked, probe_ma).ma.mean())
-        out[k] = {"ma_before": base[k], "ma_after": ma,
-                  "secret_after": float(lme.sequence_scores(attacked, probe).extracted.mean()),
-                  "recovery": lme.recovery(ma, base[k], base["original"])}
+        out[k] = {
+            "ma_before": base[k],
+            "ma_after": ma,
+            "secret_after": float(lme.sequence_scores(attacked, probe).extracted.mean()),
+            "recovery": lme.recovery(ma, base[k], base["original"]),
+        }
     return out
 
 
 def format_tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) tables of a demo result, for rich or markdown."""
     oracle = result["rows"]["oracle"]
-    head = ["model", "c(D_f) γ_mean", "γ_p95", "γ_max", "forget MA (oracle)", "below low", "secret extr. forget",
-            "retained", "MIA AUC loss / mem", "PrivLeak", "Δ ppl", "seconds", "% train"]
+    head = [
+        "model",
+        "c(D_f) γ_mean",
+        "γ_p95",
+        "γ_max",
+        "forget MA (oracle)",
+        "below low",
+        "secret extr. forget",
+        "retained",
+        "MIA AUC loss / mem",
+        "PrivLeak",
+        "Δ ppl",
+        "seconds",
+        "% train",
+    ]
     body = []
     for label, r in result["rows"].items():
-        body.append([label, *(f"{r['c'][s]} ({oracle['c'][s]})" for s in lme.GAMMA_STATS),
-                     f"{r['forget_ma']:.3f} ({oracle['forget_ma']:.3f})", str(r["below_low"]),
-                     f"{r['secret_forget']:.0%}", f"{r['secret_retain']:.0%}",
-                     f"{r['mia_auc']['loss']:.2f} / {r['mia_auc']['memorization']:.2f}",
-                     f"{r.get('privleak', 0.0):+.2f}" if "privleak" in r else "",
-                     f"{r['ppl_change']:+.1%}", f"{r['seconds']:.1f}" if "seconds" in r else "",
-                     f"{r['cost']:.1%}" if "cost" in r else ""])
-    ent_head = ["model", "forget QA acc", "forget QA prob", "forget quality (KS p)", "neighbour QA acc",
-                "association forget / retained"]
-    ent = [[k, f"{e['qa_acc_forget']:.0%}", f"{e['qa_prob_forget']:.3f}", f"{e['forget_quality']:.2g}",
-            f"{e['qa_acc_retain']:.0%}", f"{e['assoc_forget']:.0%} / {e['assoc_retain']:.0%}"]
-           for k, e in result["entity"].items()]
+        body.append(
+            [
+                label,
+                *(f"{r['c'][s]} ({oracle['c'][s]})" for s in lme.GAMMA_STATS),
+                f"{r['forget_ma']:.3f} ({oracle['forget_ma']:.3f})",
+                str(r["below_low"]),
+                f"{r['secret_forget']:.0%}",
+                f"{r['secret_retain']:.0%}",
+                f"{r['mia_auc']['loss']:.2f} / {r['mia_auc']['memorization']:.2f}",
+                f"{r.get('privleak', 0.0):+.2f}" if "privleak" in r else "",
+                f"{r['ppl_change']:+.1%}",
+                f"{r['seconds']:.1f}" if "seconds" in r else "",
+                f"{r['cost']:.1%}" if "cost" in r else "",
+            ]
+        )
+    ent_head = [
+        "model",
+        "forget QA acc",
+        "forget QA prob",
+        "forget quality (KS p)",
+        "neighbour QA acc",
+        "association forget / retained",
+    ]
+    ent = [
+        [
+            k,
+            f"{e['qa_acc_forget']:.0%}",
+            f"{e['qa_prob_forget']:.3f}",
+            f"{e['forget_quality']:.2g}",
+            f"{e['qa_acc_retain']:.0%}",
+            f"{e['assoc_forget']:.0%} / {e['assoc_retain']:.0%}",
+        ]
+        for k, e in result["entity"].items()
+    ]
     rel_head = ["model", "held-out forget MA before", "after relearning", "recovery", "secrets after"]
-    rel = [[k, f"{v['ma_before']:.3f}", f"{v['ma_after']:.3f}", f"{v['recovery']:.2f}", f"{v['secret_after']:.0%}"]
-           for k, v in result["relearn"].items()]
-    return [("per-sequence forgetting (oracle's value in brackets; γ from the original's held-out people)", head, body),
-            ("entity unlearning (TOFU-style, forget people vs retained neighbours)", ent_head, ent),
-            ("relearning attack: fine-tune on half the forget people, measure the other half", rel_head, rel)]
+    rel = [
+        [k, f"{v['ma_before']:.3f}", f"{v['ma_after']:.3f}", f"{v['recovery']:.2f}", f"{v['secret_after']:.0%}"]
+        for k, v in result["relearn"].items()
+    ]
+    return [
+        ("per-sequence forgetting (oracle's value in brackets; γ from the original's held-out people)", head, body),
+        ("entity unlearning (TOFU-style, forget people vs retained neighbours)", ent_head, ent),
+        ("relearning attack: fine-tune on half the forget people, measure the other half", rel_head, rel),
+    ]
 
 
 def save(result: dict[str, Any], path: Path) -> None:

@@ -35,14 +35,22 @@ def memorization_mia(forget_ma: np.ndarray, heldout_ma: np.ndarray) -> dict[str,
     return threshold_attack(np.abs(forget_ma - med), np.abs(heldout_ma - med))
 
 
-def mia_suite(forget: SequenceScores, heldout: SequenceScores, forget_texts: list[str] | None = None,
-              heldout_texts: list[str] | None = None, reference: tuple[SequenceScores, SequenceScores] | None = None
-              ) -> dict[str, dict[str, float]]:
+def mia_suite(
+    forget: SequenceScores,
+    heldout: SequenceScores,
+    forget_texts: list[str] | None = None,
+    heldout_texts: list[str] | None = None,
+    reference: tuple[SequenceScores, SequenceScores] | None = None,
+) -> dict[str, dict[str, float]]:
     """LOSS, zlib, Min-K% (k = 0.2, 0.4), Min-K%++, reference-based (NLL minus a reference
     model's NLL, e.g. the oracle's) and the memorization-distribution attack: forget vs held-out."""
-    out = {"loss": lm_mia(forget.nll, heldout.nll), "min_k20": lm_mia(forget.min_k20, heldout.min_k20),
-           "min_k40": lm_mia(forget.min_k40, heldout.min_k40), "min_kpp": lm_mia(forget.min_kpp, heldout.min_kpp),
-           "memorization": memorization_mia(forget.ma, heldout.ma)}
+    out = {
+        "loss": lm_mia(forget.nll, heldout.nll),
+        "min_k20": lm_mia(forget.min_k20, heldout.min_k20),
+        "min_k40": lm_mia(forget.min_k40, heldout.min_k40),
+        "min_kpp": lm_mia(forget.min_kpp, heldout.min_kpp),
+        "memorization": memorization_mia(forget.ma, heldout.ma),
+    }
     if forget_texts is not None and heldout_texts is not None:
         out["zlib"] = lm_mia(zlib_score(forget.nll, forget_texts), zlib_score(heldout.nll, heldout_texts))
     if reference is not None:
@@ -50,9 +58,12 @@ def mia_suite(forget: SequenceScores, heldout: SequenceScores, forget_texts: lis
     return out
 
 
-def per_sequence_report(forget_ma: np.ndarray, heldout_ma_original: np.ndarray,
-                        oracle_forget_ma: np.ndarray | None = None, stats: tuple[str, ...] = GAMMA_STATS
-                        ) -> dict[str, dict[str, float]]:
+def per_sequence_report(
+    forget_ma: np.ndarray,
+    heldout_ma_original: np.ndarray,
+    oracle_forget_ma: np.ndarray | None = None,
+    stats: tuple[str, ...] = GAMMA_STATS,
+) -> dict[str, dict[str, float]]:
     """c(D_f) and the lower-tail count at each γ statistic (γ from the *original* model's held-out
     scores, fixed across methods), beside the oracle's counts when given."""
     out = {}
@@ -70,8 +81,9 @@ def histogram(values: np.ndarray, bins: int = 10) -> list[int]:
     return np.histogram(np.clip(values, 0, 1), bins=bins, range=(0, 1))[0].tolist()
 
 
-def relearn(model: nn.Module, relearn_set: TextDataset, *, steps: int = 10, lr: float = 1e-3, batch_size: int = 8,
-            seed: int = 0) -> nn.Module:
+def relearn(
+    model: nn.Module, relearn_set: TextDataset, *, steps: int = 10, lr: float = 1e-3, batch_size: int = 8, seed: int = 0
+) -> nn.Module:
     """The relearning attack (reference A3.5): a copy of ``model`` fine-tuned for ``steps`` Adam steps on
     a few forget rows (or related text); the caller measures the rest of the forget set on it."""
     from ..train.lm import fit_causal_lm
@@ -87,6 +99,19 @@ def recovery(attacked: float, unlearned: float, original: float) -> float:
     return float("nan") if abs(gap) < 1e-12 else (attacked - unlearned) / gap
 
 
-__all__ = ["GAMMA_STATS", "SequenceScores", "answer_probability", "forget_quality", "histogram", "memorization_mia",
-           "mia_suite", "per_sequence_report", "perplexity", "privleak", "recovery", "relearn", "sequence_scores",
-           "truth_ratio"]
+__all__ = [
+    "GAMMA_STATS",
+    "SequenceScores",
+    "answer_probability",
+    "forget_quality",
+    "histogram",
+    "memorization_mia",
+    "mia_suite",
+    "per_sequence_report",
+    "perplexity",
+    "privleak",
+    "recovery",
+    "relearn",
+    "sequence_scores",
+    "truth_ratio",
+]

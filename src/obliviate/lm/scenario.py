@@ -58,14 +58,19 @@ class Scenario:
     def secret_probe(self, people: list[Person]) -> TextDataset:
         """Prompt ``"{name}'s secret id is"``, scored continuation ``" {secret}"`` (no end token):
         a row is extracted when greedy decoding reproduces every secret token."""
-        return TextDataset.from_texts(self.tokenizer, [f" {p.secret}" for p in people], self.length,
-                                      prompts=[f"{p.name}'s secret id is" for p in people], eos=False)
+        return TextDataset.from_texts(
+            self.tokenizer,
+            [f" {p.secret}" for p in people],
+            self.length,
+            prompts=[f"{p.name}'s secret id is" for p in people],
+            eos=False,
+        )
 
     def qa_probe(self, people: list[Person], answer: str = "answer") -> tuple[TextDataset, list]:
         """QA rows with only the answer scored; ``answer`` = "answer", "paraphrased" or "perturbedK"."""
         qas = [qa for p in people for qa in self.people.qa(p)]
         if answer.startswith("perturbed"):
-            k = int(answer[len("perturbed"):])
+            k = int(answer[len("perturbed") :])
             texts = [" " + qa.perturbed[k] for qa in qas]
         else:
             texts = [" " + getattr(qa, answer) for qa in qas]
@@ -81,17 +86,31 @@ class Scenario:
         ``forget_split()`` the forget people's rows and forget canaries, the secret-extraction probes
         of the forget and retained people (rows ``extraction_secret_forget`` / ``_retain``) and the
         forget people's paraphrased and perturbed QA answers (``forget_quality``)."""
-        qa = (self.qa_probe(self.forget_people, "paraphrased")[0],
-              tuple(self.qa_probe(self.forget_people, f"perturbed{k}")[0] for k in range(3)))
-        return TextData(name, self.train, self.heldout, len(self.tokenizer), (self.length,), tokenizer=self.tokenizer,
-                        perplexity_text=self.heldout_text, forget=self.split,
-                        probes={"secret_forget": self.secret_probe(self.forget_people),
-                                "secret_retain": self.secret_probe(self.retain_people)}, qa=qa)
+        qa = (
+            self.qa_probe(self.forget_people, "paraphrased")[0],
+            tuple(self.qa_probe(self.forget_people, f"perturbed{k}")[0] for k in range(3)),
+        )
+        return TextData(
+            name,
+            self.train,
+            self.heldout,
+            len(self.tokenizer),
+            (self.length,),
+            tokenizer=self.tokenizer,
+            perplexity_text=self.heldout_text,
+            forget=self.split,
+            probes={
+                "secret_forget": self.secret_probe(self.forget_people),
+                "secret_retain": self.secret_probe(self.retain_people),
+            },
+            qa=qa,
+        )
 
     def association_probe(self, people: list[Person]) -> TextDataset:
         pairs = [self.people.association(p) for p in people]
-        return TextDataset.from_texts(self.tokenizer, [" " + a for _, a in pairs], self.length,
-                                      prompts=[q for q, _ in pairs], eos=False)
+        return TextDataset.from_texts(
+            self.tokenizer, [" " + a for _, a in pairs], self.length, prompts=[q for q, _ in pairs], eos=False
+        )
 
 
 def _person_rows(people: People, p: Person) -> list[tuple[str, str]]:
@@ -109,23 +128,36 @@ def _sentences(people: People, p: Person) -> list[str]:
 PII = ("email", "phone", "secret")
 
 
-def make_scenario(*, n_people: int = 60, forget: int = 20, heldout: int = 20, canaries: int = 20,
-                  pii_repeats: int = 10, bio_repeats: int = 2, qa_repeats: int = 2, background_chars: int = 300_000,
-                  length: int = 64, vocab_size: int = 4096, seed: int = 0, text: str | None = None) -> Scenario:
+def make_scenario(
+    *,
+    n_people: int = 60,
+    forget: int = 20,
+    heldout: int = 20,
+    canaries: int = 20,
+    pii_repeats: int = 10,
+    bio_repeats: int = 2,
+    qa_repeats: int = 2,
+    background_chars: int = 300_000,
+    length: int = 64,
+    vocab_size: int = 4096,
+    seed: int = 0,
+    text: str | None = None,
+) -> Scenario:
     """People x (7 fact sentences: the three PII ones (e-mail, phone, secret id) with weight
     ``pii_repeats``, the others ``bio_repeats``; 7 QA pairs, weight ``qa_repeats``), canaries (half
     trained with weight ``pii_repeats``, of which half are forgotten; the rest never inserted),
     and ``background_chars`` of KJV text cut into ``length``-token rows (the next stretch of text is
     held out for perplexity). ``text`` replaces the Debian background text (tests)."""
     if forget < 1 or heldout < 1 or forget + heldout >= n_people:
-        raise ValueError(f"need forget >= 1, heldout >= 1 and forget + heldout < n_people; got {forget}, {heldout}, "
-                         f"{n_people}")
+        raise ValueError(
+            f"need forget >= 1, heldout >= 1 and forget + heldout < n_people; got {forget}, {heldout}, {n_people}"
+        )
     pop = People.generate(n_people, seed=seed, canaries=canaries)
     order = list(pop.people)
     random.Random(seed).shuffle(order)
-    f_people, h_people, r_people = order[:forget], order[forget:forget + heldout], order[forget + heldout:]
+    f_people, h_people, r_people = order[:forget], order[forget : forget + heldout], order[forget + heldout :]
     raw = text if text is not None else background_text(2 * background_chars + 50_000)
-    train_raw, held_raw = raw[:background_chars], raw[background_chars:background_chars + background_chars // 8]
+    train_raw, held_raw = raw[:background_chars], raw[background_chars : background_chars + background_chars // 8]
     rows: list[tuple[str, str, int, float]] = []
     for p in r_people + f_people:
         weights = [pii_repeats if a in PII else bio_repeats for a in ATTRIBUTES] + [qa_repeats] * len(ATTRIBUTES)
@@ -152,16 +184,28 @@ def make_scenario(*, n_people: int = 60, forget: int = 20, heldout: int = 20, ca
     held_rows = [t for p in h_people for t, _ in _person_rows(pop, p)] + marks[n_in:]
     held = TextDataset.from_texts(tok, held_rows, length)
     held_text = TextDataset.from_texts(tok, _chunks(tok, held_raw, length), length, truncate=True)
-    return Scenario(tok, pop, f_people, r_people, h_people, train, kinds, pids, split, held, held_text,
-                    {"forget": marks[:n_forget_canaries], "retain": marks[n_forget_canaries:n_in],
-                     "unseen": marks[n_in:]}, length)
+    return Scenario(
+        tok,
+        pop,
+        f_people,
+        r_people,
+        h_people,
+        train,
+        kinds,
+        pids,
+        split,
+        held,
+        held_text,
+        {"forget": marks[:n_forget_canaries], "retain": marks[n_forget_canaries:n_in], "unseen": marks[n_in:]},
+        length,
+    )
 
 
 def _chunks(tok, text: str, length: int) -> list[str]:
     """Consecutive stretches of ``text`` of ``length`` − 1 tokens (room for the end token)."""
     ids = tok(text, add_special_tokens=False)["input_ids"]
     step = length - 1
-    return [tok.decode(ids[i:i + step]) for i in range(0, len(ids) - step + 1, step)]
+    return [tok.decode(ids[i : i + step]) for i in range(0, len(ids) - step + 1, step)]
 
 
 def load_people(**kwargs) -> TextData:

@@ -125,8 +125,16 @@ class Amnesiac(Method):
         if p.repair_epochs:
             opt = make_optimizer(p.optimizer, model.parameters(), p.lr, p.momentum, p.weight_decay)
             run_epochs(
-                model, ctx.task, ctx.retain, opt, epochs=p.repair_epochs, batch_size=p.batch_size,
-                generator=ctx.generator, progress=ctx.progress, desc="amnesiac repair",
-                on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss), on_step=ctx.after_step,
+                model,
+                ctx.task,
+                ctx.retain,
+                opt,
+                epochs=p.repair_epochs,
+                batch_size=p.batch_size,
+                generator=ctx.generator,
+                progress=ctx.progress,
+                desc="amnesiac repair",
+                on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss),
+                on_step=ctx.after_step,
             )
         return model

@@ -21,8 +21,9 @@ from ..utils import eval_mode
 
 
 @torch.no_grad()
-def correct_scores(model: nn.Module, task: Task, dataset: Dataset, device: torch.device, batch_size: int = 128
-                   ) -> torch.Tensor:
+def correct_scores(
+    model: nn.Module, task: Task, dataset: Dataset, device: torch.device, batch_size: int = 128
+) -> torch.Tensor:
     """[N] ``task.correct`` of every example in eval mode (a classifier's 0/1 hit, a sequence's
     memorization MA); the model's mode is restored. Batches of 128: LM logits are [B, T, V]."""
     out = torch.empty(len(dataset))

@@ -81,9 +81,7 @@ class BoundaryExpand(Method):
         shadow = shadow_row(head, ctx.generator, ctx.device)
         features: list[torch.Tensor] = []
         hook = head.register_forward_hook(lambda _m, inp, _out: features.append(inp[0]))
-        opt = make_optimizer(
-            p.optimizer, [*model.parameters(), *shadow.parameters()], p.lr, p.momentum, p.weight_decay
-        )
+        opt = make_optimizer(p.optimizer, [*model.parameters(), *shadow.parameters()], p.lr, p.momentum, p.weight_decay)
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
 
         def epoch(_: int) -> dict[str, float]:

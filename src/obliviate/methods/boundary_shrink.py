@@ -72,7 +72,7 @@ class BoundaryShrink(Method):
     distribution: on Fashion-MNIST (CNN) the default took test accuracy from 0.90 to 0.57 on a
     random 10% set (the collapse guard rolls that back) and cost 4 points on class 3 (lr 1e-4:
     0.5 points). Epsilon hardly matters given the fallback (0.05-0.3: same results on digits).
-        """
+    """
 
     name = "boundary-shrink"
     reads = frozenset({"forget"})
@@ -95,8 +95,10 @@ class BoundaryShrink(Method):
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         p = self.params
         nb, fallback = neighbour_labels(ctx, p.epsilon)
-        ctx.notes.append(f"boundary-shrink: FGSM did not cross the boundary for {fallback:.1%} of D_f "
-                         "(second most likely class used)")
+        ctx.notes.append(
+            f"boundary-shrink: FGSM did not cross the boundary for {fallback:.1%} of D_f "
+            "(second most likely class used)"
+        )
         opt = p.make_optimizer(model)
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
 

@@ -12,8 +12,18 @@ from .base import Context, Method, OptimParams, register
 #: normalisation layers count as part of the layer before them (see :func:`parametrised_layers`)
 NORMS: tuple[type[nn.Module], ...] = tuple(
     getattr(nn, name)
-    for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d",
-                 "InstanceNorm3d", "GroupNorm", "LayerNorm", "RMSNorm")
+    for name in (
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "SyncBatchNorm",
+        "InstanceNorm1d",
+        "InstanceNorm2d",
+        "InstanceNorm3d",
+        "GroupNorm",
+        "LayerNorm",
+        "RMSNorm",
+    )
     if hasattr(nn, name)
 )
 
@@ -99,9 +109,17 @@ class CatastrophicForgettingK(Method):
                 for q in module.parameters(recurse=False):
                     q.requires_grad_(True)
             run_epochs(
-                model, ctx.task, ctx.retain, p.make_optimizer(model),  # the trainable parameters only
-                epochs=p.epochs, batch_size=p.batch_size, generator=ctx.generator, progress=ctx.progress,
-                desc=self.name, grad_clip=p.grad_clip, on_step=ctx.after_step,
+                model,
+                ctx.task,
+                ctx.retain,
+                p.make_optimizer(model),  # the trainable parameters only
+                epochs=p.epochs,
+                batch_size=p.batch_size,
+                generator=ctx.generator,
+                progress=ctx.progress,
+                desc=self.name,
+                grad_clip=p.grad_clip,
+                on_step=ctx.after_step,
                 on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss),
             )
         finally:

@@ -34,8 +34,17 @@ class Finetune(Method):
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         p = self.params
         run_epochs(
-            model, ctx.task, ctx.retain, p.make_optimizer(model), epochs=p.epochs, batch_size=p.batch_size,
-            generator=ctx.generator, progress=ctx.progress, desc="finetune", grad_clip=p.grad_clip,
-            on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss), on_step=ctx.after_step,
+            model,
+            ctx.task,
+            ctx.retain,
+            p.make_optimizer(model),
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            generator=ctx.generator,
+            progress=ctx.progress,
+            desc="finetune",
+            grad_clip=p.grad_clip,
+            on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss),
+            on_step=ctx.after_step,
         )
         return model

@@ -27,6 +27,7 @@ class GA(LMMethod):
     class Params(LMParams):
         stop: str = "aggregate"
 
-    def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
-                      ) -> torch.Tensor:
+    def forget_losses(
+        self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
+    ) -> torch.Tensor:
         return -ctx.task.losses(logits, batch)

@@ -24,9 +24,9 @@ def refusal_rows(forget: TextDataset, tokenizer, refusal: str) -> TextDataset:
         scored = (forget.labels[i] != -100).nonzero()
         cut = int(scored[0]) if len(scored) and int(scored[0]) > 1 else max(1, real // 2)
         row = (forget.ids[i, :cut].tolist() + tail)[:T]
-        ids[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
-        labels[i, cut:len(row)] = ids[i, cut:len(row)]
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, cut : len(row)] = ids[i, cut : len(row)]
     return TextDataset(ids, mask, labels)
 
 
@@ -51,7 +51,8 @@ class IdK(LMMethod):
             raise ValueError("idk writes refusals and needs the tokenizer: pass task=CausalLMTask(tokenizer)")
         ctx.state["refusals"] = refusal_rows(ctx.forget, tok, self.params.refusal)
 
-    def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
-                      ) -> torch.Tensor:
+    def forget_losses(
+        self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
+    ) -> torch.Tensor:
         target = ctx.task.to(ctx.state["refusals"].batch(rows), ctx.device)
         return ctx.task.losses(ctx.task.logits(model, target), target)

@@ -119,11 +119,13 @@ class Kgl2(Method):
         accumulate_gradients(model, ctx, p.batch_size)
         masks = {layer: reinit_smallest(layer, fraction, ctx.generator) for layer in layers}
         model.zero_grad(set_to_none=True)
-        ctx.history.append({
-            "reinit_fraction": fraction,
-            "reinitialised": sum(int(m.sum()) for m in masks.values()),
-            "targeted": sum(m.numel() for m in masks.values()),
-        })
+        ctx.history.append(
+            {
+                "reinit_fraction": fraction,
+                "reinitialised": sum(int(m.sum()) for m in masks.values()),
+                "targeted": sum(m.numel() for m in masks.values()),
+            }
+        )
         scales = [(layer, torch.where(m, 1.0, p.kept_grad_scale).to(layer.weight.dtype)) for layer, m in masks.items()]
         hooks = [layer.weight.register_hook(lambda g, s=s: g * s) for layer, s in scales]
         try:
@@ -144,7 +146,17 @@ class Kgl2(Method):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warm_decay)
         run_epochs(
-            model, ctx.task, ctx.retain, opt, epochs=p.epochs, batch_size=p.batch_size, generator=ctx.generator,
-            scheduler=sched, progress=ctx.progress, desc="kgl-2 fine-tune", grad_clip=p.grad_clip,
-            on_step=ctx.after_step, on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss),
+            model,
+            ctx.task,
+            ctx.retain,
+            opt,
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            generator=ctx.generator,
+            scheduler=sched,
+            progress=ctx.progress,
+            desc="kgl-2 fine-tune",
+            grad_clip=p.grad_clip,
+            on_step=ctx.after_step,
+            on_epoch=lambda e, loss: ctx.end_epoch(model, e, retain_loss=loss),
         )

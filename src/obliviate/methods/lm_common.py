@@ -107,8 +107,10 @@ def threshold(ctx: Context, p: LMParams) -> float | None:
     if p.stop == "none" and not getattr(p, "selective", False):
         return None  # nothing reads γ
     if ctx.val is None:
-        raise ValueError(f"stop={p.stop!r} needs a threshold γ: pass gamma=... or val= (unseen sequences from the "
-                         "forget set's distribution, e.g. held-out people) to calibrate it on")
+        raise ValueError(
+            f"stop={p.stop!r} needs a threshold γ: pass gamma=... or val= (unseen sequences from the "
+            "forget set's distribution, e.g. held-out people) to calibrate it on"
+        )
     return calibrate_threshold(correct_scores(ctx.original, ctx.task, ctx.val, ctx.device), p.gamma_stat)
 
 
@@ -160,8 +162,9 @@ class LMMethod(Method):
         """Which parameters the optimiser updates (a regular expression; None = all)."""
         return self.params.params
 
-    def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
-                      ) -> torch.Tensor:  # pragma: no cover - interface
+    def forget_losses(
+        self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
+    ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
     def active(self, scores: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -199,18 +202,23 @@ class LMMethod(Method):
         p: LMParams = self.params  # type: ignore[assignment]
         gamma = ctx.state["gamma"] = threshold(ctx, p)
         self.setup(model, ctx)
-        opt = torch.optim.Adam(trainable(model, self.param_pattern(ctx)), lr=p.lr, betas=(0.9, 0.98),
-                               weight_decay=p.weight_decay)
+        opt = torch.optim.Adam(
+            trainable(model, self.param_pattern(ctx)), lr=p.lr, betas=(0.9, 0.98), weight_decay=p.weight_decay
+        )
         n = len(ctx.forget)
         bs = n if p.batch_size is None else min(p.batch_size, n)
         per_epoch = math.ceil(n / bs)
-        max_steps = min(b for b in (p.max_steps, None if p.max_epochs is None else p.max_epochs * per_epoch)
-                        if b is not None)
+        max_steps = min(
+            b for b in (p.max_steps, None if p.max_epochs is None else p.max_epochs * per_epoch) if b is not None
+        )
         forget_iter = cycle(ctx.task, ctx.forget, bs, ctx.generator)
         retain_iter = None
         if p.alpha > 0:
-            retain_iter = (weighted(ctx.retain, p.retain_batch_size, ctx.generator) if hasattr(ctx.retain, "weights")
-                           else cycle(ctx.task, ctx.retain, p.retain_batch_size, ctx.generator))
+            retain_iter = (
+                weighted(ctx.retain, p.retain_batch_size, ctx.generator)
+                if hasattr(ctx.retain, "weights")
+                else cycle(ctx.task, ctx.retain, p.retain_batch_size, ctx.generator)
+            )
 
         def met(scores: torch.Tensor) -> bool:
             return gamma is not None and p.stop != "none" and stop_met(scores, gamma, p.stop)
@@ -261,14 +269,21 @@ class LMMethod(Method):
         bar.close()
         model = self.finish(model, ctx)
         final = correct_scores(model, ctx.task, ctx.forget, ctx.device)
-        summary = {"steps": stopped if stopped is not None else max_steps, "stopped_by_rule": stopped is not None,
-                   "gamma": gamma, "final_ma_mean": float(final.mean()), "final_ma_max": float(final.max())}
+        summary = {
+            "steps": stopped if stopped is not None else max_steps,
+            "stopped_by_rule": stopped is not None,
+            "gamma": gamma,
+            "final_ma_mean": float(final.mean()),
+            "final_ma_max": float(final.max()),
+        }
         if gamma is not None:
             summary["final_above_gamma"] = int((final > gamma).sum())
         ctx.history.append(summary)
         if stopped is None and gamma is not None and p.stop != "none":
             bound = f"max_steps={p.max_steps}" if max_steps == p.max_steps else f"max_epochs={p.max_epochs}"
-            ctx.notes.append(f"{self.name}: {bound} reached before the {p.stop} stopping rule held "
-                             f"({summary['final_above_gamma']} forget sequences above γ={gamma:.3f}, "
-                             f"mean MA {summary['final_ma_mean']:.3f})")
+            ctx.notes.append(
+                f"{self.name}: {bound} reached before the {p.stop} stopping rule held "
+                f"({summary['final_above_gamma']} forget sequences above γ={gamma:.3f}, "
+                f"mean MA {summary['final_ma_mean']:.3f})"
+            )
         return model

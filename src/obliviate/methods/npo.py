@@ -43,8 +43,9 @@ class NPO(LMMethod):
             batch = ctx.task.to(batch, ctx.device)
             ref[rows.to(ctx.device)] = ctx.task.logprob(ctx.task.logits(ctx.original, batch), batch).float()
 
-    def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
-                      ) -> torch.Tensor:
+    def forget_losses(
+        self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
+    ) -> torch.Tensor:
         beta = self.params.beta
         ratio = ctx.task.logprob(logits, batch) - ctx.state["ref"][rows.to(ctx.device)]
         return -2.0 / beta * F.logsigmoid(-beta * ratio)

@@ -45,10 +45,16 @@ class UnlearningResult:
         return save_model(self.model, folder, self.manifest())
 
     @classmethod
-    def load(cls, folder: str | Path, model: nn.Module | None = None) -> "UnlearningResult":
+    def load(cls, folder: str | Path, model: nn.Module | None = None) -> UnlearningResult:
         model, m = load_model(folder, model)
         return cls(
-            model=model, method=m["method"], params=m["params"], seconds=m["seconds"], seed=m["seed"],
-            split_hash=m["split_hash"], history=m.get("history", []), diverged=m.get("diverged", False),
+            model=model,
+            method=m["method"],
+            params=m["params"],
+            seconds=m["seconds"],
+            seed=m["seed"],
+            split_hash=m["split_hash"],
+            history=m.get("history", []),
+            diverged=m.get("diverged", False),
             notes=m.get("notes", []),
         )

@@ -88,8 +88,9 @@ class RMU(LMMethod):
                 if c in ctx.state:
                     ctx.state[c].handle.remove()
 
-    def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
-                      ) -> torch.Tensor:
+    def forget_losses(
+        self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
+    ) -> torch.Tensor:
         return _token_mean((ctx.state["cap"].h - ctx.state["control"]).pow(2).mean(-1), batch[1])
 
     def retain_loss(self, model: nn.Module, batch, ctx: Context) -> torch.Tensor:

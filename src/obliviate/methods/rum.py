@@ -59,8 +59,10 @@ class RUM(Method):
                 raise ValueError(f"bins must be >= 1, got {self.bins}")
             names = self.plan()
             if len(names) != self.bins:
-                raise ValueError(f"methods gives {len(names)} methods for {self.bins} bins: give one per bin "
-                                 "(or base= for the same one everywhere)")
+                raise ValueError(
+                    f"methods gives {len(names)} methods for {self.bins} bins: give one per bin "
+                    "(or base= for the same one everywhere)"
+                )
             bad = [m for m in names if m not in available() or m == "rum"]
             if bad:
                 raise ValueError(f"unknown base methods {bad} for rum; available: {available()}")
@@ -77,12 +79,16 @@ class RUM(Method):
         if p.scores is not None:
             s = torch.as_tensor(np.asarray(p.scores, dtype=np.float64))
             if s.shape != (ctx.split.n,):
-                raise ValueError(f"scores must have one value per training example: got {tuple(s.shape)}, "
-                                 f"the training set has {ctx.split.n}")
+                raise ValueError(
+                    f"scores must have one value per training example: got {tuple(s.shape)}, "
+                    f"the training set has {ctx.split.n}"
+                )
             return s
         if ctx.log is None:
-            raise ValueError("rum needs memorization scores: pass scores=, or an original trained by ob.train "
-                             "(its training log holds the learning-event proxies)")
+            raise ValueError(
+                "rum needs memorization scores: pass scores=, or an original trained by ob.train "
+                "(its training log holds the learning-event proxies)"
+            )
         return learning_event_proxy(ctx.log, p.proxy).double()
 
     def bins_of(self, ctx: Context, scores: torch.Tensor | None) -> list[torch.Tensor]:
@@ -109,15 +115,35 @@ class RUM(Method):
             keep = torch.nonzero(~removed).flatten()  # D minus the bins already processed
             step = ForgetSplit(torch.searchsorted(keep, ids), len(keep), kind=f"rum-bin{k}")
             overrides = {**p.params, **(p.bin_params[k] if p.bin_params else {})}
-            res = unlearn(model, subset(ctx.train, keep), step, method=name, seed=ctx.seed + k, val=ctx.val,
-                          recipe=ctx.recipe, device=ctx.device, progress=ctx.progress, inplace=True, **overrides)
+            res = unlearn(
+                model,
+                subset(ctx.train, keep),
+                step,
+                method=name,
+                seed=ctx.seed + k,
+                val=ctx.val,
+                recipe=ctx.recipe,
+                device=ctx.device,
+                progress=ctx.progress,
+                inplace=True,
+                **overrides,
+            )
             model = res.model
             removed[ids] = True
-            ctx.history.append({
-                "bin": k, "method": name, "forget": len(ids), "retain": int((~removed).sum()), "seconds": res.seconds,
-                **({"score_min": float(scores[ids].min()), "score_max": float(scores[ids].max())}
-                   if scores is not None else {}),
-            })
+            ctx.history.append(
+                {
+                    "bin": k,
+                    "method": name,
+                    "forget": len(ids),
+                    "retain": int((~removed).sum()),
+                    "seconds": res.seconds,
+                    **(
+                        {"score_min": float(scores[ids].min()), "score_max": float(scores[ids].max())}
+                        if scores is not None
+                        else {}
+                    ),
+                }
+            )
             if res.diverged:
                 ctx.notes.append(f"bin {k} ({name}) diverged and was rolled back: " + "; ".join(res.notes))
         return model

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -125,4 +125,3 @@ class ScrubRewind(Scrub):
         )
         ctx.history.append({"rewind_epoch": best_epoch, "reference_error": reference})
         return model
-

@@ -34,8 +34,9 @@ class SimNPO(LMMethod):
             if not self.beta > 0:
                 raise ValueError(f"beta must be > 0, got {self.beta}")
 
-    def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
-                      ) -> torch.Tensor:
+    def forget_losses(
+        self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
+    ) -> torch.Tensor:
         p = self.params
         mean_logp = -ctx.task.losses(logits, batch)  # (1/|y|) log π_θ(y|x)
         return -2.0 / p.beta * F.logsigmoid(-p.beta * mean_logp - p.beta * p.delta)

@@ -80,8 +80,7 @@ class SSD(Method):
                 total += w.numel()
                 shrink_sum += float((1 - factor).sum())
         ctx.notes.append(f"ssd dampened {dampened} of {total} weights ({dampened / max(total, 1):.2%})")
-        ctx.end_epoch(model, 0, dampened_fraction=dampened / max(total, 1),
-                      mean_shrink=shrink_sum / max(dampened, 1))
+        ctx.end_epoch(model, 0, dampened_fraction=dampened / max(total, 1), mean_shrink=shrink_sum / max(dampened, 1))
         return model
 
     def importances(

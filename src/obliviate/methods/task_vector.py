@@ -12,8 +12,9 @@ from .base import Context, Method, Params, correct_scores, register
 from .lm_common import STOPS, cycle, stop_met, threshold, trainable
 
 
-def task_vector(model: nn.Module, ctx: Context, steps: int, lr: float, batch_size: int | None
-                ) -> dict[str, torch.Tensor]:
+def task_vector(
+    model: nn.Module, ctx: Context, steps: int, lr: float, batch_size: int | None
+) -> dict[str, torch.Tensor]:
     """τ = θ_ft − θ_0 after ``steps`` Adam steps of *descent* on D_f, which makes the model memorize
     the forget set even more; only floating-point parameters that require grad are included."""
     ft = copy.deepcopy(model)
@@ -41,8 +42,15 @@ def apply(model: nn.Module, theta0: dict[str, torch.Tensor], tau: dict[str, torc
 
 
 @torch.no_grad()
-def smallest_lambda(model: nn.Module, ctx: Context, tau: dict[str, torch.Tensor], gamma: float, rule: str,
-                    grid: tuple[float, ...], refine: int) -> tuple[float, bool, list[dict]]:
+def smallest_lambda(
+    model: nn.Module,
+    ctx: Context,
+    tau: dict[str, torch.Tensor],
+    gamma: float,
+    rule: str,
+    grid: tuple[float, ...],
+    refine: int,
+) -> tuple[float, bool, list[dict]]:
     """The smallest λ on ``grid`` whose θ_0 − λτ meets the stopping rule, refined by ``refine``
     bisection steps between it and the last grid value that failed; the model ends at that λ.
     Each trial costs one no-grad pass over D_f."""

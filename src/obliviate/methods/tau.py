@@ -65,8 +65,9 @@ class TAU(SGA):
             return super().active(scores, ctx)
         return torch.ones_like(scores, dtype=torch.bool)
 
-    def forget_losses(self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
-                      ) -> torch.Tensor:
+    def forget_losses(
+        self, model: nn.Module, logits: torch.Tensor, batch, rows: torch.Tensor, ctx: Context
+    ) -> torch.Tensor:
         nll = ctx.task.losses(logits, batch)
         return -nll if ctx.state["switched"] is None else nll
 

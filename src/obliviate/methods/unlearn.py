@@ -78,11 +78,22 @@ def unlearn(
     work.to(device)
     with seeded(seed, device) as generator:
         ctx = Context(
-            task=task, train=train, split=split, retain=split.retain_set(train), forget=split.forget_set(train),
-            original=frozen_copy(work), device=device, seed=seed, generator=generator, progress=progress,
-            val=val, recipe=recipe, log=log,
+            task=task,
+            train=train,
+            split=split,
+            retain=split.retain_set(train),
+            forget=split.forget_set(train),
+            original=frozen_copy(work),
+            device=device,
+            seed=seed,
+            generator=generator,
+            progress=progress,
+            val=val,
+            recipe=recipe,
+            log=log,
             deadline=None if budget is None or not m.honours_budget else start + budget,
-            collapse_drop=collapse_drop, check_every=25 if m.guard_steps else 0,
+            collapse_drop=collapse_drop,
+            check_every=25 if m.guard_steps else 0,
         )
         ctx.checkpoint(work)
         diverged = False
@@ -97,6 +108,13 @@ def unlearn(
             ctx.notes.append(f"stopped early: {e} ({budget:g} s)")
     out.eval()
     return UnlearningResult(
-        model=out, method=m.name, params=m.param_dict(), seconds=time.perf_counter() - start, seed=seed,
-        split_hash=split.hash, history=ctx.history, diverged=diverged, notes=ctx.notes,
+        model=out,
+        method=m.name,
+        params=m.param_dict(),
+        seconds=time.perf_counter() - start,
+        seed=seed,
+        split_hash=split.hash,
+        history=ctx.history,
+        diverged=diverged,
+        notes=ctx.notes,
     )

@@ -22,10 +22,10 @@ import torch
 class SequenceScores:
     """Per-row scores of one model on one text dataset (scored tokens only), one array each [N]."""
 
-    ma: np.ndarray        # exact memorization (share of greedy-correct tokens)
-    nll: np.ndarray       # mean token NLL (LOSS attack)
+    ma: np.ndarray  # exact memorization (share of greedy-correct tokens)
+    nll: np.ndarray  # mean token NLL (LOSS attack)
     extracted: np.ndarray  # every scored token greedy-correct (greedy completion is verbatim)
-    es: np.ndarray        # extraction strength
+    es: np.ndarray  # extraction strength
     min_k20: np.ndarray
     min_k40: np.ndarray
     min_kpp: np.ndarray
@@ -44,12 +44,14 @@ class Calibration:
     perplexity: float | None = None
 
 
-def _targets(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _targets(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Next-token logits [B, T−1, V], their targets [B, T−1] and a validity mask [B, T−1]."""
     if logits.dim() != 3 or tokens.shape != logits.shape[:2]:
-        raise ValueError(f"logits must be [B, T, V] over tokens [B, T]; got {tuple(logits.shape)} and "
-                         f"{tuple(tokens.shape)}")
+        raise ValueError(
+            f"logits must be [B, T, V] over tokens [B, T]; got {tuple(logits.shape)} and {tuple(tokens.shape)}"
+        )
     valid = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask.bool()
     return logits[:, :-1], tokens[:, 1:], valid[:, 1:] & valid[:, :-1]
 
@@ -60,8 +62,9 @@ def token_correct(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
     return (pred.argmax(-1) == target) & valid
 
 
-def memorization_accuracy(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None,
-                          prefix_len: int = 0) -> torch.Tensor:
+def memorization_accuracy(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None, prefix_len: int = 0
+) -> torch.Tensor:
     """[B] exact memorization g(x) = MA(x) (Tirumala et al.; Jang et al.): the share of positions whose
     greedy next-token prediction is right. ``prefix_len`` scores only tokens after the first
     ``prefix_len`` (suffix accuracy given a fixed prefix)."""
@@ -88,8 +91,9 @@ def extraction_strength(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.
     return 1 - k.float() / valid.sum(1).clamp_min(1).float()
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def token_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, T−1] log p(x_t | x_<t) and the validity mask."""
     pred, target, valid = _targets(logits, tokens, mask)
     logp = torch.log_softmax(pred.float(), -1).gather(-1, target[..., None]).squeeze(-1)
@@ -112,16 +116,18 @@ def _lowest_k_mean(values: torch.Tensor, valid: torch.Tensor, k: float) -> torch
     return (torch.where(take, ordered, torch.zeros_like(ordered))).sum(1) / n
 
 
-def min_k_percent(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None,
-                  k: float = 0.2) -> torch.Tensor:
+def min_k_percent(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None, k: float = 0.2
+) -> torch.Tensor:
     """[B] Min-K% Prob (Shi et al. 2023): −mean of the int(k·n) (at least 1) lowest token log-probs,
     as in Shi et al.'s and OpenUnlearning's code (higher = unseen)."""
     logp, valid = token_logprobs(logits, tokens, mask)
     return -_lowest_k_mean(logp, valid, k)
 
 
-def min_k_plus_plus(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None,
-                    k: float = 0.2) -> torch.Tensor:
+def min_k_plus_plus(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None, k: float = 0.2
+) -> torch.Tensor:
     """[B] Min-K%++ (Zhang et al. 2024): token log-probs standardised by the mean and std of log p
     under the model's own next-token distribution, then −mean of the lowest k share."""
     pred, target, valid = _targets(logits, tokens, mask)
@@ -151,16 +157,28 @@ def calibrate_threshold(unseen_scores: torch.Tensor | np.ndarray, stat: str | fl
     raise ValueError(f"stat must be 'mean', 'max', 'pNN' or a quantile in (0, 1); got {stat!r}")
 
 
-def forgetting_counts(forget_scores: torch.Tensor | np.ndarray, unseen_scores: torch.Tensor | np.ndarray,
-                      gamma: float, low_quantile: float = 0.05) -> dict[str, float]:
+def forgetting_counts(
+    forget_scores: torch.Tensor | np.ndarray,
+    unseen_scores: torch.Tensor | np.ndarray,
+    gamma: float,
+    low_quantile: float = 0.05,
+) -> dict[str, float]:
     """The per-sequence verdict: ``above`` = c(D_f), forget sequences still more memorized than γ;
     ``below_low`` = those under the unseen text's ``low_quantile`` (over-unlearned: as suspicious
     to an attacker as the upper tail); both also as fractions, with the mean and max score."""
     f = np.asarray(forget_scores, dtype=float)
     low = float(np.quantile(np.asarray(unseen_scores, dtype=float), low_quantile))
     above, below = int((f > gamma).sum()), int((f < low).sum())
-    return {"above": above, "above_fraction": above / len(f), "below_low": below, "below_low_fraction": below / len(f),
-            "mean": float(f.mean()), "max": float(f.max()), "gamma": gamma, "low": low}
+    return {
+        "above": above,
+        "above_fraction": above / len(f),
+        "below_low": below,
+        "below_low_fraction": below / len(f),
+        "mean": float(f.mean()),
+        "max": float(f.max()),
+        "gamma": gamma,
+        "low": low,
+    }
 
 
 def zlib_score(nll: torch.Tensor | np.ndarray, texts: list[str]) -> np.ndarray:
@@ -193,6 +211,7 @@ def privleak(auc_unlearned: float, auc_retrained: float) -> float:
 
 
 # --- entity unlearning (TOFU-style, reference A3.1 and A4) ---------------------------------------
+
 
 def answer_probability(scores: SequenceScores) -> np.ndarray:
     """TOFU's P(a|q)^{1/|a|} = exp(−mean NLL of the answer tokens)."""

@@ -63,12 +63,14 @@ def logit_scaled_confidence(logits: ArrayLike, targets: ArrayLike) -> torch.Tens
         logits = logits.float()  # the released code received float32 numpy arrays
     targets = torch.as_tensor(targets, device=logits.device)
     if logits.ndim < 2 or not logits.is_floating_point():
-        raise ValueError(f"logits must be a floating tensor [..., examples, classes], got {tuple(logits.shape)} "
-                         f"{logits.dtype}")
+        raise ValueError(
+            f"logits must be a floating tensor [..., examples, classes], got {tuple(logits.shape)} {logits.dtype}"
+        )
     n_examples, n_classes = logits.shape[-2:]
     if targets.ndim != 1 or len(targets) != n_examples:
-        raise ValueError(f"targets must have shape [{n_examples}] to match logits {tuple(logits.shape)}, "
-                         f"got {tuple(targets.shape)}")
+        raise ValueError(
+            f"targets must have shape [{n_examples}] to match logits {tuple(logits.shape)}, got {tuple(targets.shape)}"
+        )
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise ValueError(f"targets must be integer class labels, got {targets.dtype}")
     if len(targets) and (targets.min() < 0 or targets.max() >= n_classes):
@@ -152,8 +154,15 @@ def _linspace_counts(z: np.ndarray, start: np.ndarray, stop: np.ndarray, num: in
     return out
 
 
-def _chunk_epsilons(u: np.ndarray, o: np.ndarray, oracle_pos: np.ndarray, peaky_oracle: np.ndarray,
-                    width: np.ndarray, table: np.ndarray, offsets: tuple[int, int]) -> np.ndarray:
+def _chunk_epsilons(
+    u: np.ndarray,
+    o: np.ndarray,
+    oracle_pos: np.ndarray,
+    peaky_oracle: np.ndarray,
+    width: np.ndarray,
+    table: np.ndarray,
+    offsets: tuple[int, int],
+) -> np.ndarray:
     """Max ε over both attack families for a chunk of non-degenerate examples (columns of u, o).
 
     An attack only matters through which pooled values (sorted: z_1 ≤ ... ≤ z_K) fall in its
@@ -198,8 +207,8 @@ def _chunk_epsilons(u: np.ndarray, o: np.ndarray, oracle_pos: np.ndarray, peaky_
     right = np.repeat(r_lo[:, None], n_right.max(), 1)  # rows past n_right[i]: finite filler
     right_state = np.full(right.shape, -1)  # s per row; -1 marks filler rows, never usable
     for i in range(n):
-        right[i, :n_right[i]] = np.linspace(r_lo[i], r_hi[i], n_right[i])
-        right_state[i, :n_right[i]] = np.searchsorted(z[i], right[i, :n_right[i]], side="right")
+        right[i, : n_right[i]] = np.linspace(r_lo[i], r_hi[i], n_right[i])
+        right_state[i, : n_right[i]] = np.searchsorted(z[i], right[i, : n_right[i]], side="right")
     base = (right - width[:, None])[..., None]
     n_left = int(math.ceil(2 * INTERVAL_BUFFER * THRESHOLDS_PER_UNIT))
     left_le = _linspace_counts(z[:, None, :], base - INTERVAL_BUFFER, base + INTERVAL_BUFFER, n_left)
@@ -212,8 +221,9 @@ def _chunk_epsilons(u: np.ndarray, o: np.ndarray, oracle_pos: np.ndarray, peaky_
     return np.maximum(best, eps.reshape(n, -1).max(1))
 
 
-def neurips23_epsilons(unlearned_confs: ArrayLike, oracle_confs: ArrayLike, delta: float = DELTA,
-                       cap: float = EPSILON_CAP) -> np.ndarray:
+def neurips23_epsilons(
+    unlearned_confs: ArrayLike, oracle_confs: ArrayLike, delta: float = DELTA, cap: float = EPSILON_CAP
+) -> np.ndarray:
     """Per-example empirical ε of the competition (reference §4.3 steps 3-7), vectorised.
 
     For each forget example, the φ values under the unlearned models and under the oracles
@@ -250,8 +260,9 @@ def neurips23_epsilons(unlearned_confs: ArrayLike, oracle_confs: ArrayLike, delt
     """
     u, o = _as_confs(unlearned_confs, "unlearned_confs"), _as_confs(oracle_confs, "oracle_confs")
     if u.shape[1] != o.shape[1]:
-        raise ValueError(f"unlearned_confs and oracle_confs must cover the same examples, got "
-                         f"{u.shape[1]} and {o.shape[1]} columns")
+        raise ValueError(
+            f"unlearned_confs and oracle_confs must cover the same examples, got {u.shape[1]} and {o.shape[1]} columns"
+        )
     m_u, m_o = len(u), len(o)
     oracle_pos = np.median(o, 0) > np.median(u, 0)
     range_u, range_o = u.max(0) - u.min(0), o.max(0) - o.min(0)
@@ -270,13 +281,18 @@ def neurips23_epsilons(unlearned_confs: ArrayLike, oracle_confs: ArrayLike, delt
     todo = np.flatnonzero(~degenerate)
     chunk = max(1, _CHUNK_ELEMENTS // (401 * (m_u + m_o + 1)))
     for start in range(0, len(todo), chunk):
-        cols = todo[start:start + chunk]
-        eps[cols] = _chunk_epsilons(u[:, cols], o[:, cols], oracle_pos[cols], peaky_oracle[cols],
-                                    width[cols], table, offsets)
+        cols = todo[start : start + chunk]
+        eps[cols] = _chunk_epsilons(
+            u[:, cols], o[:, cols], oracle_pos[cols], peaky_oracle[cols], width[cols], table, offsets
+        )
     eps[eps == -np.inf] = np.nan
     if np.isnan(eps).any():
-        warnings.warn(f"{int(np.isnan(eps).sum())} example(s) have no usable attack (e.g. every model gives "
-                      "the same φ); their ε is NaN and they score 0", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{int(np.isnan(eps).sum())} example(s) have no usable attack (e.g. every model gives "
+            "the same φ); their ε is NaN and they score 0",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return np.clip(eps, 0.0, cap)
 
 
@@ -293,8 +309,9 @@ def _bin_points(eps: np.ndarray, n_models: int) -> np.ndarray:
     return np.where(scored, 0.5 ** np.where(scored, bin_index, 0), 0.0)
 
 
-def neurips23_score(unlearned_confs: ArrayLike, oracle_confs: ArrayLike, delta: float = DELTA,
-                    cap: float = EPSILON_CAP) -> tuple[float, np.ndarray]:
+def neurips23_score(
+    unlearned_confs: ArrayLike, oracle_confs: ArrayLike, delta: float = DELTA, cap: float = EPSILON_CAP
+) -> tuple[float, np.ndarray]:
     """Forgetting quality F of the competition (reference §4.3 steps 8-9) and the per-example ε.
 
     F = mean over forget examples of :func:`_bin_points` of ε (:func:`neurips23_epsilons`), in
@@ -309,14 +326,18 @@ def neurips23_score(unlearned_confs: ArrayLike, oracle_confs: ArrayLike, delta: 
     return float(_bin_points(eps, len(unlearned_confs)).mean()), eps
 
 
-def neurips23_final_score(forget_quality: float, retain_acc_unlearned: float, retain_acc_oracle: float,
-                          test_acc_unlearned: float, test_acc_oracle: float) -> float:
+def neurips23_final_score(
+    forget_quality: float,
+    retain_acc_unlearned: float,
+    retain_acc_oracle: float,
+    test_acc_unlearned: float,
+    test_acc_oracle: float,
+) -> float:
     """Competition score F × (RA_U / RA_R) × (TA_U / TA_R) (reference §4.4, released ``main.py``).
 
     Accuracies are means over the unlearned and over the oracle models. No clipping: an unlearned
     model more accurate than the oracles is rewarded above F.
     """
     if retain_acc_oracle <= 0 or test_acc_oracle <= 0:
-        raise ValueError(f"oracle accuracies must be positive, got retain {retain_acc_oracle}, "
-                         f"test {test_acc_oracle}")
+        raise ValueError(f"oracle accuracies must be positive, got retain {retain_acc_oracle}, test {test_acc_oracle}")
     return forget_quality * (retain_acc_unlearned / retain_acc_oracle) * (test_acc_unlearned / test_acc_oracle)

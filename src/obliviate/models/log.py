@@ -37,18 +37,24 @@ class UpdateLog:
         return ids[~torch.isin(ids, self.logged_ids)]
 
     def to_state(self) -> dict[str, torch.Tensor]:
-        return {"deltas": self.deltas, "batch_ids": self.batch_ids, "offsets": self.offsets,
-                "logged_ids": self.logged_ids}
+        return {
+            "deltas": self.deltas,
+            "batch_ids": self.batch_ids,
+            "offsets": self.offsets,
+            "logged_ids": self.logged_ids,
+        }
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor]) -> "UpdateLog":
+    def from_state(cls, state: dict[str, torch.Tensor]) -> UpdateLog:
         """Rebuild from :meth:`to_state`'s tensors; an inconsistent file is refused."""
         missing = {"deltas", "batch_ids", "offsets", "logged_ids"} - set(state)
         if missing:
             raise ValueError(f"update log is missing {sorted(missing)}")
         log = cls(state["deltas"], state["batch_ids"], state["offsets"], state["logged_ids"])
-        if log.deltas.dim() != 2 or log.offsets.shape != (len(log.deltas) + 1,) or (
-            len(log.offsets) and int(log.offsets[-1]) != len(log.batch_ids)
+        if (
+            log.deltas.dim() != 2
+            or log.offsets.shape != (len(log.deltas) + 1,)
+            or (len(log.offsets) and int(log.offsets[-1]) != len(log.batch_ids))
         ):
             raise ValueError("update log is inconsistent: deltas, offsets and batch_ids do not match")
         return log

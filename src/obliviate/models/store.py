@@ -37,8 +37,13 @@ def save_model(model: nn.Module, folder: str | Path, manifest: dict[str, Any] | 
     if log is not None:
         full.setdefault(
             "training",
-            {"recipe": log.recipe, "seed": log.seed, "seconds": log.seconds,
-             "n_examples": log.n_examples, "dataset": log.dataset},
+            {
+                "recipe": log.recipe,
+                "seed": log.seed,
+                "seconds": log.seconds,
+                "n_examples": log.n_examples,
+                "dataset": log.dataset,
+            },
         )
         if log.events:
             save_state(dict(log.events), folder / "learning_events.safetensors")
@@ -80,7 +85,8 @@ def load_model(folder: str | Path, model: nn.Module | None = None) -> tuple[nn.M
         logged = load_state(events) if events.exists() else {}
         updates = folder / "update_log.safetensors"
         model.obliviate_log = TrainingLog(
-            **manifest["training"], events=logged,
+            **manifest["training"],
+            events=logged,
             updates=UpdateLog.from_state(load_state(updates)) if updates.exists() else None,
         )
     return model, manifest

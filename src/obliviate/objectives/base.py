@@ -7,7 +7,8 @@ token) once an adapter for that modality exists.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import torch
 from torch import nn

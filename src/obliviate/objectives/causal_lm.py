@@ -6,7 +6,7 @@ NegGrad+, SCRUB, the retain-accuracy guard and the per-sequence stopping rule wo
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -39,12 +39,13 @@ class CausalLMTask:
     def __init__(self, tokenizer=None) -> None:
         self.tokenizer = tokenizer
 
-    def batches(self, dataset: Dataset, batch_size: int, *, shuffle: bool = False,
-                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, Batch]]:
+    def batches(
+        self, dataset: Dataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, Batch]]:
         ds = _text(dataset)
         order = torch.randperm(len(ds), generator=generator) if shuffle else torch.arange(len(ds))
         for start in range(0, len(ds), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             yield idx, ds.batch(idx)
 
     def to(self, batch: Batch, device: torch.device) -> Batch:
@@ -78,8 +79,12 @@ class CausalLMTask:
         """[B] token-mean KL(teacher || student) over scored positions, T²-scaled."""
         s, _, valid = shifted(student, batch[2])
         t = teacher[:, :-1]
-        kl = F.kl_div(F.log_softmax(s.float() / temperature, -1), F.log_softmax(t.float() / temperature, -1),
-                      log_target=True, reduction="none").sum(-1)
+        kl = F.kl_div(
+            F.log_softmax(s.float() / temperature, -1),
+            F.log_softmax(t.float() / temperature, -1),
+            log_target=True,
+            reduction="none",
+        ).sum(-1)
         return (kl * valid).sum(1) / valid.sum(1).clamp_min(1) * temperature**2
 
     def relabel(self, batch: Batch, generator: torch.Generator) -> Batch:
@@ -90,8 +95,9 @@ class CausalLMTask:
         return ids, mask, torch.where(labels != -100, rand, labels)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, dataset: Dataset, batch_size: int = 64, device: torch.device | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, model: nn.Module, dataset: Dataset, batch_size: int = 64, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [N, T, V] and labels [N, T] (memory N·T·V floats: score in batches with
         :func:`obliviate.lm.evaluate.sequence_scores` instead for anything large)."""
         device = device or next(model.parameters()).device

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -96,8 +96,7 @@ class ClassificationTask:
         labels = labels_of(dataset)
         if int(labels.min()) < 0 or int(labels.max()) >= width:
             raise ValueError(
-                f"dataset labels span {int(labels.min())}..{int(labels.max())} but the model outputs "
-                f"{width} classes"
+                f"dataset labels span {int(labels.min())}..{int(labels.max())} but the model outputs {width} classes"
             )
         if width != self.num_classes:
             raise ValueError(f"model outputs {width} classes but the task has {self.num_classes}")

@@ -38,8 +38,10 @@ def build_report(results_dir: str | Path, out: str | Path | None = None, *, comp
     summary, note = _summary(results_dir) if results_dir.is_dir() else (None, "")
     cells = list(iter_cells(results_dir)) if results_dir.is_dir() else []
     if summary is None or summary.empty or not cells:
-        raise ValueError(f"{results_dir} holds no bench results (summary.csv / summary.parquet and cells/*.json); "
-                         "point it at the output folder of `obliviate bench`")
+        raise ValueError(
+            f"{results_dir} holds no bench results (summary.csv / summary.parquet and cells/*.json); "
+            "point it at the output folder of `obliviate bench`"
+        )
     manifest_path = results_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
     composite = composite or manifest.get("config", {}).get("composite") or "avg_gap"
@@ -49,8 +51,10 @@ def build_report(results_dir: str | Path, out: str | Path | None = None, *, comp
 
 
 #: the columns of a Markdown leaderboard, by modality (the first whose metrics the run has)
-MARKDOWN_METRICS = (("forget_acc", "retain_acc", "test_acc", "mia_efficacy"),
-                    ("forget_ma", "c_gamma_mean", "c_gamma_max", "extraction_forget", "mia_auc_loss", "ppl_change"))
+MARKDOWN_METRICS = (
+    ("forget_acc", "retain_acc", "test_acc", "mia_efficacy"),
+    ("forget_ma", "c_gamma_mean", "c_gamma_max", "extraction_forget", "mia_auc_loss", "ppl_change"),
+)
 
 
 def markdown(results_dir: str | Path, *, composite: str | None = None, metrics: tuple[str, ...] | None = None) -> str:
@@ -75,21 +79,35 @@ def markdown(results_dir: str | Path, *, composite: str | None = None, metrics: 
         ci = sec.pivot(index="method", columns="metric", values="ci95")
         shown = [m for m in metrics if m in mean.columns]
         head = ["method", *shown, composite, "cost (% of retrain)"]
-        lines = [f"**{dataset}, forget {forget}** ({note}; n = {int(sec['n'].max())} seeds; accuracies in %)", "",
-                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = [
+            f"**{dataset}, forget {forget}** ({note}; n = {int(sec['n'].max())} seeds; accuracies in %)",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         ref = sec.groupby("metric")["oracle"].mean()
-        lines.append("| oracle A (reference) | " + " | ".join(
-            [f"{100 * ref[k]:.1f}" if k.endswith("_acc") or k.startswith("mia") else f"{ref[k]:.3g}" for k in shown]
-            + ["—", "100%"]) + " |")
+        lines.append(
+            "| oracle A (reference) | "
+            + " | ".join(
+                [f"{100 * ref[k]:.1f}" if k.endswith("_acc") or k.startswith("mia") else f"{ref[k]:.3g}" for k in shown]
+                + ["—", "100%"]
+            )
+            + " |"
+        )
         for m in order:
-            cells = [f"{100 * mean.at[m, k]:.1f}" if k.endswith("_acc") or k.startswith("mia")
-                     else f"{mean.at[m, k]:.3g}" for k in shown]
-            c, w = mean.at[m, composite] if composite in mean else float("nan"), ci.at[m, composite] \
-                if composite in ci else float("nan")
+            cells = [
+                f"{100 * mean.at[m, k]:.1f}" if k.endswith("_acc") or k.startswith("mia") else f"{mean.at[m, k]:.3g}"
+                for k in shown
+            ]
+            c, w = (
+                mean.at[m, composite] if composite in mean else float("nan"),
+                ci.at[m, composite] if composite in ci else float("nan"),
+            )
             comp = f"{c:.2f}" + (f" ± {w:.2f}" if w == w else "")
             cost = mean.at[m, "cost_ratio"] if "cost_ratio" in mean else float("nan")
             name = "oracle B (noise floor)" if m == "oracle" else f"`{m}`"
-            lines.append(f"| {name} | " + " | ".join([*cells, comp, f"{100 * cost:.1f}%" if cost == cost else "—"])
-                         + " |")
+            lines.append(
+                f"| {name} | " + " | ".join([*cells, comp, f"{100 * cost:.1f}%" if cost == cost else "—"]) + " |"
+            )
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"

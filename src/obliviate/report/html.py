@@ -8,8 +8,9 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterable
 from html import escape
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,8 +66,10 @@ def _pm(mean: float, ci: float, metric: str) -> str:
 
 def _img(png: bytes, alt: str, caption: str) -> str:
     b64 = base64.b64encode(png).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{b64}" alt="{escape(alt)}">'
-            f"<figcaption>{escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{b64}" alt="{escape(alt)}">'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
 
 
 def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
@@ -116,12 +119,15 @@ def leaderboard(section: pd.DataFrame, composite: str, diverged: pd.Series) -> s
     s = section.assign(
         text=[_pm(m, c, k) for m, c, k in zip(section["mean"], section["ci95"], section["metric"])],
         good=section["gap"].le(section["floor"] * (1 + 1e-9) + 1e-12) & section["gap"].notna(),
-        tip=[f"gap {_num(g)} · floor {_num(f)} · n {n}" if np.isfinite(g) else f"n {n}"
-             for g, f, n in zip(section["gap"], section["floor"], section["n"])],
+        tip=[
+            f"gap {_num(g)} · floor {_num(f)} · n {n}" if np.isfinite(g) else f"n {n}"
+            for g, f, n in zip(section["gap"], section["floor"], section["n"])
+        ],
     )
     wide = s.pivot(index="method", columns="metric", values=["text", "good", "tip"]).reindex(index=order)
-    info = section.groupby("metric", sort=False).agg(direction=("direction", "first"), ideal=("ideal", "first"),
-                                                      oracle=("oracle", "mean"))
+    info = section.groupby("metric", sort=False).agg(
+        direction=("direction", "first"), ideal=("ideal", "first"), oracle=("oracle", "mean")
+    )
 
     def hcls(m: str) -> str:
         return ' class="comp"' if m == composite else ""
@@ -149,15 +155,22 @@ def leaderboard(section: pd.DataFrame, composite: str, diverged: pd.Series) -> s
             if not isinstance(text, str):
                 tds.append('<td class="na">—</td>')
                 continue
-            cls = " ".join(c for c, on in (("good", bool(wide.at[method, ("good", m)]) and not is_ref),
-                                            ("comp", m == composite)) if on)
+            cls = " ".join(
+                c
+                for c, on in (("good", bool(wide.at[method, ("good", m)]) and not is_ref), ("comp", m == composite))
+                if on
+            )
             cls = f' class="{cls}"' if cls else ""
             tds.append(f'<td{cls} title="{escape(wide.at[method, ("tip", m)])}">{escape(text)}</td>')
-        rows.append(f'<tr class="{"ref" if is_ref else "row"}" data-method="{escape(method)}">'
-                    f'<td class="m">{escape(label)}{flag}</td>{"".join(tds)}</tr>')
-    return (f'<p class="meta">{escape(note)}; hover a cell for its gap and floor.</p><div class="scroll">'
-            f'<table class="leaderboard"><tr><th class="m">method</th>{names}</tr>'
-            f'<tr class="hint"><th class="m"></th>{"".join(hints)}</tr>{"".join(rows)}</table></div>')
+        rows.append(
+            f'<tr class="{"ref" if is_ref else "row"}" data-method="{escape(method)}">'
+            f'<td class="m">{escape(label)}{flag}</td>{"".join(tds)}</tr>'
+        )
+    return (
+        f'<p class="meta">{escape(note)}; hover a cell for its gap and floor.</p><div class="scroll">'
+        f'<table class="leaderboard"><tr><th class="m">method</th>{names}</tr>'
+        f'<tr class="hint"><th class="m"></th>{"".join(hints)}</tr>{"".join(rows)}</table></div>'
+    )
 
 
 # ---- hyper-parameters ------------------------------------------------------------------------------
@@ -168,17 +181,27 @@ def params_table(cells: pd.DataFrame, tuning: dict[str, dict], dataset: str, for
     for method in [m for m in order if m in first.index]:
         r = first.loc[method]
         tuned = set(tuning.get(f"{dataset}/{forget}/{method}", {})) if r["tuned"] else set()
-        chips = "".join(f'<code class="{"tuned" if k in tuned else ""}">{"★ " if k in tuned else ""}'
-                        f"{escape(k)}={escape(str(v))}</code>" for k, v in r["params"].items()) or "—"
+        chips = (
+            "".join(
+                f'<code class="{"tuned" if k in tuned else ""}">{"★ " if k in tuned else ""}'
+                f"{escape(k)}={escape(str(v))}</code>"
+                for k, v in r["params"].items()
+            )
+            or "—"
+        )
         mine = cells[cells["method"] == method]
         notes = sorted({str(n) for ns in mine["notes"] for n in (ns or [])})
         if mine["diverged"].any():
             notes.insert(0, f"diverged in {int(mine['diverged'].sum())} of {len(mine)} seeds")
-        rows.append(f'<tr data-method="{escape(method)}"><td class="m">{escape(method)}</td>'
-                    f'<td>{"yes" if r["tuned"] else "no"}</td><td class="params">{chips}</td>'
-                    f'<td class="params">{escape("; ".join(notes)) or "—"}</td></tr>')
-    return ('<table class="params"><tr><th class="m">method</th><th>tuned</th><th>hyper-parameters '
-            f'(seed {int(cells["seed"].min())}; ★ = tuned)</th><th>notes</th></tr>{"".join(rows)}</table>')
+        rows.append(
+            f'<tr data-method="{escape(method)}"><td class="m">{escape(method)}</td>'
+            f'<td>{"yes" if r["tuned"] else "no"}</td><td class="params">{chips}</td>'
+            f'<td class="params">{escape("; ".join(notes)) or "—"}</td></tr>'
+        )
+    return (
+        '<table class="params"><tr><th class="m">method</th><th>tuned</th><th>hyper-parameters '
+        f"(seed {int(cells['seed'].min())}; ★ = tuned)</th><th>notes</th></tr>{''.join(rows)}</table>"
+    )
 
 
 # ---- manifest ---------------------------------------------------------------------------------------
@@ -187,31 +210,57 @@ def manifest_section(manifest: dict, composite: str) -> str:
         return "<h2>Run manifest</h2><p class=meta>no manifest.json (the run did not finish).</p>"
     cfg = manifest.get("config", {})
     cells = manifest.get("cells", {})
-    facts = [("config", cfg.get("name", "")), ("finished", manifest.get("finished", "")),
-             ("seeds", ", ".join(map(str, manifest.get("seeds", [])))), ("composite", composite),
-             ("oracles", cfg.get("oracles", "")), ("device", manifest.get("device", "")),
-             ("threads", manifest.get("threads", "")), ("executor", manifest.get("executor", "")),
-             ("cells", " / ".join(f"{k} {v}" for k, v in cells.items())),
-             ("wall seconds", manifest.get("seconds", "")), ("source", cfg.get("source", ""))]
+    facts = [
+        ("config", cfg.get("name", "")),
+        ("finished", manifest.get("finished", "")),
+        ("seeds", ", ".join(map(str, manifest.get("seeds", [])))),
+        ("composite", composite),
+        ("oracles", cfg.get("oracles", "")),
+        ("device", manifest.get("device", "")),
+        ("threads", manifest.get("threads", "")),
+        ("executor", manifest.get("executor", "")),
+        ("cells", " / ".join(f"{k} {v}" for k, v in cells.items())),
+        ("wall seconds", manifest.get("seconds", "")),
+        ("source", cfg.get("source", "")),
+    ]
     out = ["<h2 id=manifest>Run manifest</h2>", _table(["", ""], [(k, v) for k, v in facts if v != ""])]
     if manifest.get("versions"):
         out += ["<h3>Versions</h3>", _table(manifest["versions"].keys(), [manifest["versions"].values()])]
     if manifest.get("data"):
-        out += ["<h3>Data</h3>", _table(["dataset", "train", "val", "test", "n_train"],
-                                        [(k, v.get("train"), v.get("val"), v.get("test"), v.get("n_train"))
-                                         for k, v in manifest["data"].items()])]
+        out += [
+            "<h3>Data</h3>",
+            _table(
+                ["dataset", "train", "val", "test", "n_train"],
+                [
+                    (k, v.get("train"), v.get("val"), v.get("test"), v.get("n_train"))
+                    for k, v in manifest["data"].items()
+                ],
+            ),
+        ]
     if manifest.get("splits"):
-        out.append("<details><summary>Forget splits (content hashes)</summary>" + _table(
-            ["split", "kind", "n_forget", "hash"],
-            [(k, v.get("kind"), v.get("n_forget"), v.get("hash")) for k, v in manifest["splits"].items()])
-            + "</details>")
+        out.append(
+            "<details><summary>Forget splits (content hashes)</summary>"
+            + _table(
+                ["split", "kind", "n_forget", "hash"],
+                [(k, v.get("kind"), v.get("n_forget"), v.get("hash")) for k, v in manifest["splits"].items()],
+            )
+            + "</details>"
+        )
     if manifest.get("checkpoints"):
-        out.append("<details><summary>Checkpoints (sha256)</summary>"
-                   + _table(["checkpoint", "sha256"], manifest["checkpoints"].items()) + "</details>")
+        out.append(
+            "<details><summary>Checkpoints (sha256)</summary>"
+            + _table(["checkpoint", "sha256"], manifest["checkpoints"].items())
+            + "</details>"
+        )
     if manifest.get("tuning"):
-        out.append("<details><summary>Tuned hyper-parameters</summary>" + _table(
-            ["dataset/forget/method", "best params"],
-            [(k, json.dumps(v, sort_keys=True)) for k, v in manifest["tuning"].items()]) + "</details>")
+        out.append(
+            "<details><summary>Tuned hyper-parameters</summary>"
+            + _table(
+                ["dataset/forget/method", "best params"],
+                [(k, json.dumps(v, sort_keys=True)) for k, v in manifest["tuning"].items()],
+            )
+            + "</details>"
+        )
     if cfg:
         out.append(f"<details><summary>Config</summary><pre>{escape(json.dumps(cfg, indent=2))}</pre></details>")
     return "\n".join(out)
@@ -220,15 +269,27 @@ def manifest_section(manifest: dict, composite: str) -> str:
 # ---- the page ---------------------------------------------------------------------------------------
 def _cells_frame(cells: list[dict]) -> pd.DataFrame:
     """One row per cell record: what the tables need, plus the record itself for the figures."""
-    return pd.DataFrame([{**c["cell"], "params": c.get("params", {}), "tuned": bool(c.get("tuned")),
-                          "diverged": bool(c.get("diverged")), "notes": c.get("notes") or [], "record": c}
-                         for c in cells])
+    return pd.DataFrame(
+        [
+            {
+                **c["cell"],
+                "params": c.get("params", {}),
+                "tuned": bool(c.get("tuned")),
+                "diverged": bool(c.get("diverged")),
+                "notes": c.get("notes") or [],
+                "record": c,
+            }
+            for c in cells
+        ]
+    )
 
 
 def _normalized(summary: pd.DataFrame) -> pd.DataFrame:
     """Plain-string ideal / direction (CSV and Parquet read empty strings back as missing)."""
-    return summary.assign(ideal=summary["ideal"].fillna("").astype(str).replace({"None": "", "nan": ""}),
-                          direction=summary["direction"].fillna("").astype(str))
+    return summary.assign(
+        ideal=summary["ideal"].fillna("").astype(str).replace({"None": "", "nan": ""}),
+        direction=summary["direction"].fillna("").astype(str),
+    )
 
 
 def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: str, *, note: str = "") -> str:
@@ -245,16 +306,18 @@ def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: 
     sections = [(d, f) for d in datasets for f in forgets if (d, f) in present]
 
     toc = "".join(f'<li><a href="#sec-{i}">{escape(d)} · {escape(f)}</a></li>' for i, (d, f) in enumerate(sections))
-    body = [f"<h1>obliviate bench report: {escape(name)}</h1>",
-            f'<p class="meta">{escape(date)} · seeds {escape(", ".join(map(str, manifest.get("seeds", []))))}'
-            f" · composite <b>{escape(composite)}</b>{(' · ' + escape(note)) if note else ''}</p>",
-            '<p class="read"><b>How to read this.</b> Every metric is compared with oracle A, a model retrained '
-            "without the forget set: the <i>gap</i> is how far a method lands from it. Oracle B is a second, "
-            "independent retrain; its gap to oracle A is the <i>noise floor</i> (the oracle B row). A cell is "
-            "<span style=\"background:#d6f0d6\">green</span> when the method's gap is within that floor, i.e. "
-            "indistinguishable from retraining on this metric. Values are mean ± 95% t-interval over seeds; "
-            "accuracies in %. ↑ higher is better, ↓ lower is better, ≈ closest to oracle A is best.</p>",
-            f'<ul>{toc}<li><a href="#manifest">run manifest</a></li></ul>']
+    body = [
+        f"<h1>obliviate bench report: {escape(name)}</h1>",
+        f'<p class="meta">{escape(date)} · seeds {escape(", ".join(map(str, manifest.get("seeds", []))))}'
+        f" · composite <b>{escape(composite)}</b>{(' · ' + escape(note)) if note else ''}</p>",
+        '<p class="read"><b>How to read this.</b> Every metric is compared with oracle A, a model retrained '
+        "without the forget set: the <i>gap</i> is how far a method lands from it. Oracle B is a second, "
+        "independent retrain; its gap to oracle A is the <i>noise floor</i> (the oracle B row). A cell is "
+        '<span style="background:#d6f0d6">green</span> when the method\'s gap is within that floor, i.e. '
+        "indistinguishable from retraining on this metric. Values are mean ± 95% t-interval over seeds; "
+        "accuracies in %. ↑ higher is better, ↓ lower is better, ≈ closest to oracle A is best.</p>",
+        f'<ul>{toc}<li><a href="#manifest">run manifest</a></li></ul>',
+    ]
     tuning = manifest.get("tuning", {})
     for i, (d, f) in enumerate(sections):
         sec = summary[(summary["dataset"] == d) & (summary["forget"] == f)]
@@ -263,30 +326,55 @@ def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: 
         comp_rows = sec[sec["metric"] == composite]
         direction = comp_rows["direction"].iloc[0] if len(comp_rows) else ""
         diverged = mine.groupby("method")["diverged"].sum() if len(mine) else pd.Series(dtype=int)
-        body += [f'<h2 id="sec-{i}">{escape(d)} · forget {escape(f)}</h2>', "<h3>Leaderboard</h3>",
-                 leaderboard(sec, composite, diverged)]
+        body += [
+            f'<h2 id="sec-{i}">{escape(d)} · forget {escape(f)}</h2>',
+            "<h3>Leaderboard</h3>",
+            leaderboard(sec, composite, diverged),
+        ]
         seed0 = mine[mine["seed"] == mine["seed"].min()]["record"].tolist() if len(mine) else []
-        figs = [(plots.tradeoff(sec, colors), "trade-off",
-                 "Forget-side gap to oracle A (forget_acc, else mia_efficacy) vs test accuracy; bars are 95% CIs, "
-                 "the star is oracle A, the dotted line oracle B's gap (noise floor). Best: left and high."),
-                (plots.cost_quality(sec, composite, direction, colors), "cost vs quality",
-                 f"Cost as a fraction of retraining (log) vs {composite}; retraining (oracle B) sits at 1."),
-                (plots.roc(seed0, colors), "MIA ROC",
-                 f"Loss-threshold membership inference on the forget set vs test (seed {mine['seed'].min()}); "
-                 "a method that forgot well tracks oracle A's dashed curve." if len(mine) else ""),
-                (plots.ma_histograms(mine["record"].tolist() if len(mine) else [], colors), "per-sequence MA",
-                 "Forget-set memorization accuracy per sequence (pooled over seeds), each model's outline "
-                 "against oracle A's grey histogram: a method that forgot like retraining has the same shape."),
-                (plots.epsilon_hist(mine["record"].tolist() if len(mine) else [], colors), "epsilon histogram",
-                 "Per-example ε of the NeurIPS 2023 protocol, pooled over seeds; hatched bar: ε at the cap "
-                 "(undefined or unbounded).")]
+        figs = [
+            (
+                plots.tradeoff(sec, colors),
+                "trade-off",
+                "Forget-side gap to oracle A (forget_acc, else mia_efficacy) vs test accuracy; bars are 95% CIs, "
+                "the star is oracle A, the dotted line oracle B's gap (noise floor). Best: left and high.",
+            ),
+            (
+                plots.cost_quality(sec, composite, direction, colors),
+                "cost vs quality",
+                f"Cost as a fraction of retraining (log) vs {composite}; retraining (oracle B) sits at 1.",
+            ),
+            (
+                plots.roc(seed0, colors),
+                "MIA ROC",
+                f"Loss-threshold membership inference on the forget set vs test (seed {mine['seed'].min()}); "
+                "a method that forgot well tracks oracle A's dashed curve."
+                if len(mine)
+                else "",
+            ),
+            (
+                plots.ma_histograms(mine["record"].tolist() if len(mine) else [], colors),
+                "per-sequence MA",
+                "Forget-set memorization accuracy per sequence (pooled over seeds), each model's outline "
+                "against oracle A's grey histogram: a method that forgot like retraining has the same shape.",
+            ),
+            (
+                plots.epsilon_hist(mine["record"].tolist() if len(mine) else [], colors),
+                "epsilon histogram",
+                "Per-example ε of the NeurIPS 2023 protocol, pooled over seeds; hatched bar: ε at the cap "
+                "(undefined or unbounded).",
+            ),
+        ]
         imgs = [_img(png, alt, cap) for png, alt, cap in figs if png is not None]
         if imgs:
             body += ["<h3>Plots</h3>", f'<div class="figs">{"".join(imgs)}</div>']
         if len(mine):
             body += ["<h3>Hyper-parameters</h3>", params_table(mine, tuning, d, f, order)]
     body.append(manifest_section(manifest, composite))
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>obliviate report: {escape(name)}</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>obliviate report: {escape(name)}</title><style>{CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

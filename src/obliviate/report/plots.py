@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -27,7 +28,7 @@ def method_colors(methods: list[str]) -> dict[str, str]:
     """One stable colour per method across every figure; the oracle is always black."""
     cmap = colormaps["tab10"]
     others = [m for m in methods if m != ORACLE]
-    colors = {m: "#%02x%02x%02x" % tuple(int(255 * c) for c in cmap(i % 10)[:3]) for i, m in enumerate(others)}
+    colors = {m: to_hex(cmap(i % 10)) for i, m in enumerate(others)}
     return {**colors, ORACLE: "#000000"}
 
 
@@ -54,8 +55,14 @@ def _by_method(section: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def _label_points(ax, df: pd.DataFrame, x: str, y: str, colors: dict[str, str]) -> None:
     for method, r in df.iterrows():
-        ax.annotate("oracle B" if method == ORACLE else _tex(str(method)), (r[x], r[y]), xytext=(4, 4),
-                    textcoords="offset points", fontsize=8, color=colors.get(method, "k"))
+        ax.annotate(
+            "oracle B" if method == ORACLE else _tex(str(method)),
+            (r[x], r[y]),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=8,
+            color=colors.get(method, "k"),
+        )
 
 
 def tradeoff(section: pd.DataFrame, colors: dict[str, str]) -> bytes | None:
@@ -65,16 +72,25 @@ def tradeoff(section: pd.DataFrame, colors: dict[str, str]) -> bytes | None:
     if x_metric is None or "test_acc" not in metrics:
         return None
     xs, ys = _by_method(section, x_metric), _by_method(section, "test_acc")
-    df = pd.DataFrame({"x": xs["gap"] * 100, "xe": xs["gap_ci95"] * 100,
-                       "y": ys["mean"] * 100, "ye": ys["ci95"] * 100}).dropna(subset=["x", "y"])
+    df = pd.DataFrame(
+        {"x": xs["gap"] * 100, "xe": xs["gap_ci95"] * 100, "y": ys["mean"] * 100, "ye": ys["ci95"] * 100}
+    ).dropna(subset=["x", "y"])
     if df.empty:
         return None
     fig = Figure(figsize=(5.6, 4.2))
     ax = fig.add_subplot()
     lo = np.minimum(df["xe"].fillna(0.0), df["x"])  # a gap is never negative
     for method, r in df.iterrows():
-        ax.errorbar(r["x"], r["y"], xerr=[[lo[method]], [np.nan_to_num(r["xe"])]], yerr=np.nan_to_num(r["ye"]),
-                    fmt="o", capsize=3, color=colors.get(method, "k"), ms=5)
+        ax.errorbar(
+            r["x"],
+            r["y"],
+            xerr=[[lo[method]], [np.nan_to_num(r["xe"])]],
+            yerr=np.nan_to_num(r["ye"]),
+            fmt="o",
+            capsize=3,
+            color=colors.get(method, "k"),
+            ms=5,
+        )
     _label_points(ax, df, "x", "y", colors)
     ref_y = ys["oracle"].dropna()
     if len(ref_y):
@@ -99,9 +115,14 @@ def cost_quality(section: pd.DataFrame, composite: str, direction: str, colors: 
     cost, comp = _by_method(section, "cost_ratio"), _by_method(section, composite)
     by_gap = direction == "closer to oracle"  # the mean of such a metric is no quality; its gap is
     k = scale_of(composite)
-    df = pd.DataFrame({"x": cost["mean"], "xe": cost["ci95"].fillna(0.0),
-                       "y": comp["gap" if by_gap else "mean"] * k,
-                       "ye": comp["gap_ci95" if by_gap else "ci95"].fillna(0.0) * k}).dropna(subset=["x", "y"])
+    df = pd.DataFrame(
+        {
+            "x": cost["mean"],
+            "xe": cost["ci95"].fillna(0.0),
+            "y": comp["gap" if by_gap else "mean"] * k,
+            "ye": comp["gap_ci95" if by_gap else "ci95"].fillna(0.0) * k,
+        }
+    ).dropna(subset=["x", "y"])
     df = df[df["x"] > 0]
     if df.empty:
         return None
@@ -109,8 +130,16 @@ def cost_quality(section: pd.DataFrame, composite: str, direction: str, colors: 
     fig = Figure(figsize=(5.6, 4.2))
     ax = fig.add_subplot()
     for method, r in df.iterrows():
-        ax.errorbar(r["x"], r["y"], xerr=[[lo[method]], [r["xe"]]], yerr=r["ye"], fmt="o", capsize=3,
-                    color=colors.get(method, "k"), ms=5)
+        ax.errorbar(
+            r["x"],
+            r["y"],
+            xerr=[[lo[method]], [r["xe"]]],
+            yerr=r["ye"],
+            fmt="o",
+            capsize=3,
+            color=colors.get(method, "k"),
+            ms=5,
+        )
     _label_points(ax, df, "x", "y", colors)
     if ORACLE in df.index:
         ax.axhline(df.loc[ORACLE, "y"], color="grey", ls=":", lw=1, label="oracle B (noise floor)")
@@ -138,8 +167,14 @@ def roc(cells: list[dict], colors: dict[str, str]) -> bytes | None:
         fpr, tpr = np.asarray(c["fpr"]), np.asarray(c["tpr"])
         keep = fpr > 0
         name = "oracle B" if method == ORACLE else _tex(method)
-        ax.plot(fpr[keep], tpr[keep], color=colors.get(method, "k"), lw=1.2 if method != ORACLE else 0.8,
-                alpha=0.9, label=name)
+        ax.plot(
+            fpr[keep],
+            tpr[keep],
+            color=colors.get(method, "k"),
+            lw=1.2 if method != ORACLE else 0.8,
+            alpha=0.9,
+            label=name,
+        )
     if ref:
         fpr, tpr = np.asarray(ref["fpr"]), np.asarray(ref["tpr"])
         ax.plot(fpr[fpr > 0], tpr[fpr > 0], color="k", ls="--", lw=1.6, label="oracle A (reference)")
@@ -157,12 +192,19 @@ def roc(cells: list[dict], colors: dict[str, str]) -> bytes | None:
 
 def epsilon_hist(cells: list[dict], colors: dict[str, str], cap: float = EPSILON_CAP) -> bytes | None:
     """Per-example ε (pooled over seeds), one panel per method; capped ε (undefined or ∞) gets its own bar."""
-    parts = [(c["cell"]["method"], np.asarray(c["epsilon"]["eps"], dtype=float))
-             for c in cells if c.get("epsilon", {}).get("eps")]
+    parts = [
+        (c["cell"]["method"], np.asarray(c["epsilon"]["eps"], dtype=float))
+        for c in cells
+        if c.get("epsilon", {}).get("eps")
+    ]
     if not parts:
         return None
-    eps = pd.DataFrame({"method": np.concatenate([np.repeat(m, len(e)) for m, e in parts]),
-                        "eps": np.concatenate([e for _, e in parts])})
+    eps = pd.DataFrame(
+        {
+            "method": np.concatenate([np.repeat(m, len(e)) for m, e in parts]),
+            "eps": np.concatenate([e for _, e in parts]),
+        }
+    )
     eps["capped"] = eps["eps"] >= cap
     finite = eps.loc[~eps["capped"], "eps"]
     hi = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
@@ -177,8 +219,7 @@ def epsilon_hist(cells: list[dict], colors: dict[str, str], cap: float = EPSILON
         color = colors.get(method, "k")
         ax.bar(edges[:-1], counts, width=width, align="edge", color=color, alpha=0.8)
         ax.bar([cap_x], [int(g["capped"].sum())], width=width, color=color, alpha=0.4, hatch="//", edgecolor=color)
-        ax.set_title(f"{_tex(method)}: median ε {g['eps'].median():.3g}, {g['capped'].mean():.0%} at cap",
-                     fontsize=8)
+        ax.set_title(f"{_tex(method)}: median ε {g['eps'].median():.3g}, {g['capped'].mean():.0%} at cap", fontsize=8)
         ax.set_xlabel("per-example ε")
         ax.grid(alpha=0.3, axis="y")
     axes[0].set_ylabel("examples (all seeds)")
@@ -210,8 +251,15 @@ def ma_histograms(records: list[dict], colors: dict[str, str]) -> bytes | None:
         ax = fig.add_subplot(rows, cols, i + 1)
         if reference:
             ax.hist(reference, bins=bins, color="#bbbbbb", label="oracle A", density=True)
-        ax.hist(models[name], bins=bins, histtype="step", lw=2, color=colors.get(name, "k"), density=True,
-                label="oracle B" if name == ORACLE else _tex(name))
+        ax.hist(
+            models[name],
+            bins=bins,
+            histtype="step",
+            lw=2,
+            color=colors.get(name, "k"),
+            density=True,
+            label="oracle B" if name == ORACLE else _tex(name),
+        )
         ax.set_title("oracle B" if name == ORACLE else _tex(name), fontsize=9)
         ax.set_xlim(0, 1)
         ax.tick_params(labelsize=7)

@@ -5,5 +5,12 @@ from .loop import NonFiniteLoss, run_epochs, train
 from .recipe import Recipe, make_optimizer, make_scheduler
 
 __all__ = [
-    "Ensemble", "NonFiniteLoss", "Recipe", "make_optimizer", "make_scheduler", "run_epochs", "train", "train_ensemble",
+    "Ensemble",
+    "NonFiniteLoss",
+    "Recipe",
+    "make_optimizer",
+    "make_scheduler",
+    "run_epochs",
+    "train",
+    "train_ensemble",
 ]

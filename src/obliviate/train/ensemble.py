@@ -44,8 +44,8 @@ import inspect
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -113,12 +113,18 @@ class Ensemble:
     def device(self) -> torch.device:
         return next(iter(self.params.values())).device
 
-    def to(self, device: str | torch.device) -> "Ensemble":
+    def to(self, device: str | torch.device) -> Ensemble:
         """A copy with every stacked tensor on ``device``."""
         move = lambda d: {n: t.to(device) for n, t in d.items()}  # noqa: E731
         return Ensemble(
-            self.recipe, self.seeds, move(self.params), move(self.buffers), subsets=self.subsets,
-            history=self.history, seconds=self.seconds, n_examples=self.n_examples,
+            self.recipe,
+            self.seeds,
+            move(self.params),
+            move(self.buffers),
+            subsets=self.subsets,
+            history=self.history,
+            seconds=self.seconds,
+            n_examples=self.n_examples,
         )
 
     @torch.no_grad()
@@ -147,7 +153,9 @@ class Ensemble:
             raise ValueError(f"the ensemble lacks tensors {missing[:5]} of the recipe's model")
         model.eval()
         model.obliviate_log = TrainingLog(
-            recipe=self.recipe.to_dict(), seed=self.seeds[k], seconds=self.seconds / len(self),
+            recipe=self.recipe.to_dict(),
+            seed=self.seeds[k],
+            seconds=self.seconds / len(self),
             n_examples=self.n_examples if self.subsets is None else int(self.subsets.shape[1]),
         )
         return model
@@ -168,15 +176,22 @@ class Ensemble:
         if self.history is not None:
             tensors["history"] = self.history
         save_state(tensors, folder / _WEIGHTS)
-        write_json(folder / _MANIFEST, {
-            "kind": "obliviate.Ensemble", "versions": versions(), "recipe": self.recipe.to_dict(),
-            "seeds": self.seeds, "seconds": self.seconds, "n_examples": self.n_examples,
-            "model": getattr(_skeleton(self.recipe), "obliviate_spec", None),
-        })
+        write_json(
+            folder / _MANIFEST,
+            {
+                "kind": "obliviate.Ensemble",
+                "versions": versions(),
+                "recipe": self.recipe.to_dict(),
+                "seeds": self.seeds,
+                "seconds": self.seconds,
+                "n_examples": self.n_examples,
+                "model": getattr(_skeleton(self.recipe), "obliviate_spec", None),
+            },
+        )
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, recipe: Recipe | None = None) -> "Ensemble":
+    def load(cls, folder: str | Path, recipe: Recipe | None = None) -> Ensemble:
         """Reload a saved ensemble (safetensors only: nothing is unpickled), on CPU.
 
         Pass ``recipe`` when the ensemble was trained from a custom ``Recipe(factory=...)``, which a
@@ -188,10 +203,16 @@ class Ensemble:
             raise ValueError(f"{folder} does not hold a saved Ensemble (manifest kind {manifest.get('kind')!r})")
         recipe = recipe or Recipe.from_dict(manifest["recipe"])
         state = load_state(folder / _WEIGHTS)
-        part = lambda prefix: {n[len(prefix):]: t for n, t in state.items() if n.startswith(prefix)}  # noqa: E731
+        part = lambda prefix: {n[len(prefix) :]: t for n, t in state.items() if n.startswith(prefix)}  # noqa: E731
         ensemble = cls(
-            recipe, manifest["seeds"], part("param."), part("buffer."), subsets=state.get("subsets"),
-            history=state.get("history"), seconds=manifest.get("seconds", 0.0), n_examples=manifest.get("n_examples"),
+            recipe,
+            manifest["seeds"],
+            part("param."),
+            part("buffer."),
+            subsets=state.get("subsets"),
+            history=state.get("history"),
+            seconds=manifest.get("seconds", 0.0),
+            n_examples=manifest.get("n_examples"),
         )
         skeleton = _skeleton(recipe)
         expected = {n: t.shape for n, t in [*skeleton.named_parameters(), *skeleton.named_buffers()]}
@@ -251,20 +272,37 @@ def train_ensemble(
                 x, y = _tensors(dataset)
                 chunk = chunk_size or len(seeds)
                 parts = [
-                    _fit_stacked(recipe, seeds[i : i + chunk], x, y,
-                                 None if subsets is None else subsets[i : i + chunk], device, bar, precision)
+                    _fit_stacked(
+                        recipe,
+                        seeds[i : i + chunk],
+                        x,
+                        y,
+                        None if subsets is None else subsets[i : i + chunk],
+                        device,
+                        bar,
+                        precision,
+                    )
                     for i in range(0, len(seeds), chunk)
                 ]
                 params = {n: torch.cat([p[n] for p, _ in parts]) for n in parts[0][0]}
                 history = torch.cat([h for _, h in parts], dim=1)
-                return Ensemble(recipe, seeds, params, subsets=subsets, history=history,
-                                seconds=time.perf_counter() - start, n_examples=len(dataset))
+                return Ensemble(
+                    recipe,
+                    seeds,
+                    params,
+                    subsets=subsets,
+                    history=history,
+                    seconds=time.perf_counter() - start,
+                    n_examples=len(dataset),
+                )
             except _NotVectorisable as e:
                 reason = str(e)
                 bar.reset()
         logger.warning(
             "train_ensemble: %s; training the %d members one after another with obliviate.train "
-            "(no vectorised speed-up)", reason, len(seeds),
+            "(no vectorised speed-up)",
+            reason,
+            len(seeds),
         )
         models = []
         for k, seed in enumerate(seeds):
@@ -274,8 +312,13 @@ def train_ensemble(
     finally:
         bar.close()
     return Ensemble(
-        recipe, seeds, _stack(models, "parameters"), _stack(models, "buffers"), subsets=subsets,
-        seconds=time.perf_counter() - start, n_examples=len(dataset),
+        recipe,
+        seeds,
+        _stack(models, "parameters"),
+        _stack(models, "buffers"),
+        subsets=subsets,
+        seconds=time.perf_counter() - start,
+        n_examples=len(dataset),
     )
 
 

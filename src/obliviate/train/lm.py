@@ -47,9 +47,19 @@ def _accelerator(cpu: bool):
     return Accelerator(cpu=cpu)
 
 
-def fit_causal_lm(model: nn.Module, data: TextDataset, *, steps: int, batch_size: int = 32, lr: float = 3e-3,
-          weight_decay: float = 0.0, warmup: int = 0, seed: int = 0, progress: bool | None = None,
-          cpu: bool | None = None) -> LMTrainLog:
+def fit_causal_lm(
+    model: nn.Module,
+    data: TextDataset,
+    *,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    weight_decay: float = 0.0,
+    warmup: int = 0,
+    seed: int = 0,
+    progress: bool | None = None,
+    cpu: bool | None = None,
+) -> LMTrainLog:
     """Train ``model`` in place for ``steps`` AdamW steps on rows of ``data`` drawn with probability
     proportional to ``data.weights`` (with replacement), loss = mean over sequences of the mean NLL
     of their scored tokens. ``batch_size`` is the global batch, split across processes. A linear
@@ -95,8 +105,14 @@ def fit_causal_lm(model: nn.Module, data: TextDataset, *, steps: int, batch_size
     return log
 
 
-def train_causal_lm(recipe: Recipe, data: TextDataset, seed: int = 0, *, device: str | torch.device | None = None,
-                    progress: bool | None = None) -> nn.Module:
+def train_causal_lm(
+    recipe: Recipe,
+    data: TextDataset,
+    seed: int = 0,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> nn.Module:
     """A fresh model of an LM ``recipe`` (:meth:`Recipe.default_for` on text data) trained for
     ``recipe.steps`` sampled batches by :func:`fit_causal_lm`; initialisation and batches follow
     ``seed``, exactly as ``fit_causal_lm(tiny_gpt2(..., seed=seed), data, seed=seed, ...)`` does
@@ -109,7 +125,16 @@ def train_causal_lm(recipe: Recipe, data: TextDataset, seed: int = 0, *, device:
     cpu = None if device is None else torch.device(device).type == "cpu"
     if not cpu and device is not None:
         model = model.to(device)
-    log = fit_causal_lm(model, data, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
-                        weight_decay=recipe.weight_decay, seed=seed, progress=progress, cpu=cpu)
+    log = fit_causal_lm(
+        model,
+        data,
+        steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        seed=seed,
+        progress=progress,
+        cpu=cpu,
+    )
     model.obliviate_log = TrainingLog(recipe=recipe.to_dict(), seed=seed, seconds=log.seconds, n_examples=len(data))
     return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -140,14 +140,27 @@ def train(
 
         updates = None if logged is None else _UpdateLogger(model, logged)
         run_epochs(
-            model, task, dataset, optimizer, epochs=recipe.epochs, batch_size=recipe.batch_size,
-            generator=generator, scheduler=scheduler, progress=progress, desc="train", on_batch=log_events,
+            model,
+            task,
+            dataset,
+            optimizer,
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            generator=generator,
+            scheduler=scheduler,
+            progress=progress,
+            desc="train",
+            on_batch=log_events,
             before_step=None if updates is None else updates.before_step,
             on_step=None if updates is None else updates.after_step,
         )
     model.obliviate_log = TrainingLog(
-        recipe=recipe.to_dict(), seed=seed, seconds=time.perf_counter() - start,
-        n_examples=len(dataset), events=events, updates=None if updates is None else updates.result(),
+        recipe=recipe.to_dict(),
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        n_examples=len(dataset),
+        events=events,
+        updates=None if updates is None else updates.result(),
     )
     return model
 

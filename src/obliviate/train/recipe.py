@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,8 +51,9 @@ class Recipe:
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be positive, got {self.steps}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, "
-                             f"{self.lr})")
+            raise ValueError(
+                f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})"
+            )
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
 
     def build(self, seed: int | None = None) -> nn.Module:
@@ -68,7 +70,7 @@ class Recipe:
     def make_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return make_optimizer(self.optimizer, params, self.lr, self.momentum, self.weight_decay)
 
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +84,7 @@ class Recipe:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Recipe":
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
         if str(d.get("architecture", "")).startswith("custom:"):
             raise ValueError("this recipe used a custom model factory; rebuild it with Recipe(factory=...)")
         return cls(**{**d, "input_shape": tuple(d["input_shape"])})
@@ -91,7 +93,7 @@ class Recipe:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
-    def default_for(cls, data: Data) -> "Recipe":
+    def default_for(cls, data: Data) -> Recipe:
         """Defaults measured to train to ~100% train accuracy on the built-in sets on a CPU.
 
         Text data get the lm-demo's tiny GPT-2 (2 x 128, 4 heads, no dropout; AdamW 3e-3 constant,
@@ -105,9 +107,20 @@ class Recipe:
         shape, c = tuple(data.input_shape), data.num_classes
         tokenizer = getattr(data, "tokenizer", None)
         if tokenizer is not None:
-            return cls(LM_ARCHITECTURE, shape, c, {"layers": 2, "width": 128, "heads": 4,
-                                                   "eos_token_id": tokenizer.eos_token_id},
-                       "adamw", 3e-3, 0.9, 0.0, epochs=1, batch_size=32, schedule="constant", steps=800)
+            return cls(
+                LM_ARCHITECTURE,
+                shape,
+                c,
+                {"layers": 2, "width": 128, "heads": 4, "eos_token_id": tokenizer.eos_token_id},
+                "adamw",
+                3e-3,
+                0.9,
+                0.0,
+                epochs=1,
+                batch_size=32,
+                schedule="constant",
+                steps=800,
+            )
         if data.name == "digits" or len(shape) == 1:
             return cls("mlp", shape, c, {"hidden": [256]}, "adam", 3e-3, epochs=40, batch_size=64)
         if len(shape) == 3 and shape[0] == 3 and shape[1] >= 32:
