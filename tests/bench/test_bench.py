@@ -20,7 +20,7 @@ from obliviate.bench import ConfigError, load_config, read_table, run
 from obliviate.bench.runner import TIMING_METRICS
 from obliviate.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = """\
 name: t

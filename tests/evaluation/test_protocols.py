@@ -14,7 +14,7 @@ import obliviate as ob
 from obliviate.objectives import ClassificationTask
 
 _spec = importlib.util.spec_from_file_location(
-    "_neurips23_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "_neurips23_reference.py"
+    "_neurips23_reference", Path(__file__).resolve().parents[2] / "benchmarks" / "_neurips23_reference.py"
 )
 _reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_reference)
