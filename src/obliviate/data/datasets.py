@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -18,6 +18,18 @@ from torch.utils.data import Dataset
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL = "sudo apt-get install -y dataset-fashion-mnist"
+
+
+class SizedDataset(Protocol):
+    """What obliviate reads of a dataset: its length and its rows by index.
+
+    ``torch.utils.data.Dataset`` does not declare ``__len__``; every dataset obliviate handles
+    (:class:`ArrayDataset`, ``TextDataset``, ``Subset``, ``ConcatDataset``, ``TensorDataset``) has one.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: Any, /) -> Any: ...
 
 
 class ArrayDataset(Dataset):
@@ -62,11 +74,11 @@ class Data:
     """A named train/test pair (and an optional validation set) of one classification task."""
 
     name: str
-    train: Dataset
-    test: Dataset
+    train: SizedDataset
+    test: SizedDataset
     num_classes: int
     input_shape: tuple[int, ...]
-    val: Dataset | None = None
+    val: SizedDataset | None = None
     #: tabular sets: the training rows' raw (unstandardised) columns, row i = training example i, for
     #: SQL deletion requests in the units users know (``ForgetSplit.where(data.train_table, ...)``)
     train_table: Any = None
@@ -96,25 +108,26 @@ class Data:
         )
 
 
-def _as_array_dataset(ds: Dataset) -> ArrayDataset:
+def _as_array_dataset(ds: SizedDataset) -> ArrayDataset:
     if isinstance(ds, ArrayDataset):
         return ds
     raise TypeError(f"expected an ArrayDataset, got {type(ds).__name__}")
 
 
-def subset(ds: Dataset, ids: torch.Tensor) -> Dataset:
+def subset(ds: SizedDataset, ids: torch.Tensor) -> SizedDataset:
     """Rows ``ids`` of a dataset: sliced tensors for an :class:`ArrayDataset`, else a ``Subset``."""
     if hasattr(ds, "subset"):  # ArrayDataset, lm.TextDataset: sliced tensors
         return ds.subset(ids)
-    return torch.utils.data.Subset(ds, torch.as_tensor(ids).tolist())
+    # ``Subset`` only indexes ``ds``: any sized, indexable dataset will do, not just a torch ``Dataset``
+    return torch.utils.data.Subset(cast(Dataset, ds), torch.as_tensor(ids).tolist())
 
 
-def labels_of(ds: Dataset) -> torch.Tensor:
+def labels_of(ds: SizedDataset) -> torch.Tensor:
     """Integer labels of any classification dataset (``.y``, ``.targets`` or by iterating)."""
     if isinstance(ds, ArrayDataset):
         return ds.y
     if isinstance(ds, torch.utils.data.Subset):
-        return labels_of(ds.dataset)[torch.as_tensor(ds.indices)]
+        return labels_of(cast(SizedDataset, ds.dataset))[torch.as_tensor(ds.indices)]
     targets = getattr(ds, "targets", None)
     if targets is not None:
         return torch.as_tensor(targets).long()

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import default_collate
 
-from .datasets import ArrayDataset
+from .datasets import ArrayDataset, SizedDataset
 
 
 def iterate_batches(
-    dataset: Dataset,
+    dataset: SizedDataset,
     batch_size: int,
     *,
     shuffle: bool = False,
@@ -37,7 +37,7 @@ def iterate_batches(
 
 
 def endless_batches(
-    dataset: Dataset, batch_size: int, generator: torch.Generator
+    dataset: SizedDataset, batch_size: int, generator: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, Any]]:
     """Reshuffled passes over ``dataset`` forever: the 'cycled forget loader' of NegGrad+ and SCRUB."""
     while True:

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from .datasets import ArrayDataset, labels_of, subset
+from .datasets import ArrayDataset, SizedDataset, labels_of, subset
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +64,7 @@ class ForgetSplit:
     # ---- constructors -------------------------------------------------------------------------
     @classmethod
     def random(
-        cls, dataset: Dataset, fraction: float | None = None, *, count: int | None = None, seed: int = 0
+        cls, dataset: SizedDataset, fraction: float | None = None, *, count: int | None = None, seed: int = 0
     ) -> ForgetSplit:
         """A uniformly random forget set of ``fraction`` of the data or exactly ``count`` examples."""
         n = len(dataset)
@@ -75,6 +74,8 @@ class ForgetSplit:
             if not 0 < fraction < 1:
                 raise ValueError(f"fraction must be in (0, 1), got {fraction}")
             count = max(1, round(fraction * n))
+        elif count is None:  # unreachable (checked above); narrows ``count`` to int
+            raise ValueError("give exactly one of fraction= or count=")
         if not 0 < count < n:
             raise ValueError(f"count must be in [1, {n - 1}], got {count}")
         g = torch.Generator().manual_seed(seed)
@@ -83,7 +84,7 @@ class ForgetSplit:
         return cls(ids, n, kind=kind)
 
     @classmethod
-    def by_class(cls, dataset: Dataset, classes: int | Iterable[int]) -> ForgetSplit:
+    def by_class(cls, dataset: SizedDataset, classes: int | Iterable[int]) -> ForgetSplit:
         """All training examples of the given classes."""
         classes = (classes,) if isinstance(classes, int) else tuple(int(c) for c in classes)
         y = labels_of(dataset)
@@ -95,7 +96,7 @@ class ForgetSplit:
         return cls(ids, len(y), kind="class:" + ",".join(map(str, classes)), classes=classes)
 
     @classmethod
-    def from_ids(cls, dataset: Dataset | int, ids: Sequence[int] | np.ndarray | torch.Tensor) -> ForgetSplit:
+    def from_ids(cls, dataset: SizedDataset | int, ids: Sequence[int] | np.ndarray | torch.Tensor) -> ForgetSplit:
         """An explicit id list (positions in ``dataset``), validated against the dataset's size."""
         n = dataset if isinstance(dataset, int) else len(dataset)
         ids = torch.as_tensor(np.array(ids)) if not isinstance(ids, torch.Tensor) else ids
@@ -105,7 +106,7 @@ class ForgetSplit:
 
     @classmethod
     def subclass(
-        cls, dataset: Dataset, label: int, *, clusters: int = 4, cluster: int = 0, seed: int = 0
+        cls, dataset: SizedDataset, label: int, *, clusters: int = 4, cluster: int = 0, seed: int = 0
     ) -> ForgetSplit:
         """A sub-population of one class: cluster ``cluster`` of a k-means (``clusters`` groups) of
         that class's inputs, clusters numbered largest first.
@@ -131,7 +132,7 @@ class ForgetSplit:
     @classmethod
     def by_score(
         cls,
-        dataset: Dataset | int,
+        dataset: SizedDataset | int,
         scores: Sequence[float] | np.ndarray | torch.Tensor,
         *,
         bin: str = "high",
@@ -159,6 +160,8 @@ class ForgetSplit:
             if not 0 < fraction < 1:
                 raise ValueError(f"fraction must be in (0, 1), got {fraction}")
             count = max(1, round(fraction * n))
+        elif count is None:  # unreachable (checked above); narrows ``count`` to int
+            raise ValueError("give exactly one of count= or fraction=")
         bins = ("low", "mid", "high", "mix")
         if bin not in bins:
             raise ValueError(f"bin must be one of {bins}, got {bin!r}")
@@ -239,15 +242,15 @@ class ForgetSplit:
         mask[self.forget_ids] = True
         return mask
 
-    def _subset(self, dataset: Dataset, ids: torch.Tensor) -> Dataset:
+    def _subset(self, dataset: SizedDataset, ids: torch.Tensor) -> SizedDataset:
         if len(dataset) != self.n:
             raise ValueError(f"split was made for {self.n} examples but the dataset has {len(dataset)}")
         return subset(dataset, ids)
 
-    def retain_set(self, dataset: Dataset) -> Dataset:
+    def retain_set(self, dataset: SizedDataset) -> SizedDataset:
         return self._subset(dataset, self.retain_ids)
 
-    def forget_set(self, dataset: Dataset) -> Dataset:
+    def forget_set(self, dataset: SizedDataset) -> SizedDataset:
         return self._subset(dataset, self.forget_ids)
 
     @property
@@ -459,7 +462,7 @@ class ForgetSpec:
         """Whether :meth:`split` needs per-example scores of the original (memorization sets)."""
         return self.kind == "memorization"
 
-    def split(self, data: Data | Dataset, seed: int = 0, *, scores: Any = None) -> ForgetSplit:
+    def split(self, data: Data | SizedDataset, seed: int = 0, *, scores: Any = None) -> ForgetSplit:
         """The split of ``data`` (a ``Data`` or its training set) this spec names; ``seed`` draws
         random sets and seeds sub-class clustering; ``scores`` (one per training example, higher =
         more memorized) rank memorization sets and come from the original model, which data cannot know."""
@@ -492,13 +495,13 @@ class ForgetSpec:
         return ForgetSplit.by_score(train, scores, bin=a["bin"], count=a.get("count"), fraction=a.get("fraction"))
 
 
-def parse_forget_spec(spec: str, dataset: Dataset, seed: int = 0) -> ForgetSplit:
+def parse_forget_spec(spec: str, dataset: SizedDataset, seed: int = 0) -> ForgetSplit:
     """The split a spec string names (``random:0.1``, ``random:100``, ``class:3,5``, ``ids:1,2``):
     ``ForgetSpec.parse(spec).split(dataset, seed)``."""
     return ForgetSpec.parse(spec).split(dataset, seed)
 
 
-def table_of(dataset: Dataset, columns: pd.DataFrame | None = None) -> pd.DataFrame:
+def table_of(dataset: SizedDataset, columns: pd.DataFrame | None = None) -> pd.DataFrame:
     """A training set as a table for :meth:`ForgetSplit.where`: ``id``, ``label`` and the named
     ``columns`` (e.g. ``Data.train_table``, row i = example i) or, for tabular (1-D) inputs without
     them, one column ``x0``, ``x1``, ... per feature."""
@@ -517,7 +520,7 @@ def table_of(dataset: Dataset, columns: pd.DataFrame | None = None) -> pd.DataFr
     return table
 
 
-def _inputs(dataset: Dataset, ids: torch.Tensor) -> torch.Tensor:
+def _inputs(dataset: SizedDataset, ids: torch.Tensor) -> torch.Tensor:
     if isinstance(dataset, ArrayDataset):
         return dataset.x[ids]
     return torch.stack([dataset[int(i)][0] for i in ids])

@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from ..data.datasets import ArrayDataset, labels_of
+from ..data.datasets import ArrayDataset, SizedDataset, labels_of
 from ..data.splits import ForgetSplit
 from ..train.ensemble import train_ensemble
 from ..train.recipe import Recipe
@@ -45,7 +44,7 @@ class Detection:
     def ids(self) -> torch.Tensor:
         return torch.tensor(self.table["id"].to_numpy(dtype=np.int64))
 
-    def split(self, dataset: Dataset | int) -> ForgetSplit:
+    def split(self, dataset: SizedDataset | int) -> ForgetSplit:
         return ForgetSplit.from_ids(dataset, self.ids)
 
     def save(self, path: str | Path) -> None:
@@ -60,7 +59,7 @@ class Detection:
 
 def out_of_sample_probs(
     recipe: Recipe,
-    dataset: Dataset,
+    dataset: SizedDataset,
     *,
     folds: int = 5,
     seed: int = 0,
@@ -88,7 +87,7 @@ def out_of_sample_probs(
 
 
 def detect(
-    dataset: Dataset,
+    dataset: SizedDataset,
     recipe: Recipe,
     *,
     model: nn.Module | None = None,
@@ -172,8 +171,8 @@ def detect(
 
 
 def inject_label_noise(
-    dataset: Dataset, fraction: float, num_classes: int, seed: int = 0
-) -> tuple[Dataset, torch.Tensor]:
+    dataset: SizedDataset, fraction: float, num_classes: int, seed: int = 0
+) -> tuple[SizedDataset, torch.Tensor]:
     """A copy of an ``ArrayDataset`` with ``fraction`` of its labels flipped to another class
     uniformly at random (symmetric noise), and the flipped ids: the ground truth for detection."""
     if not isinstance(dataset, ArrayDataset):

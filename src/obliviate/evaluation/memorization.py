@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from ..data.datasets import labels_of
+from ..data.datasets import SizedDataset, labels_of
 from ..data.loading import iterate_batches
 from ..data.splits import ForgetSplit
 from ..io import load_state, save_state
@@ -102,7 +101,7 @@ class MemorizationEstimate:
 
 def subsample_memorization(
     recipe: Recipe,
-    dataset: Dataset,
+    dataset: SizedDataset,
     *,
     k: int = 200,
     ratio: float = 0.7,
@@ -148,7 +147,7 @@ def subsample_memorization(
 
 
 @torch.no_grad()
-def _probs(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+def _probs(model: nn.Module, dataset: SizedDataset, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
     model.eval()
     return torch.cat(
         [model(x.to(device)).float().softmax(-1).cpu() for _, (x, _) in iterate_batches(dataset, batch_size)]
@@ -157,8 +156,8 @@ def _probs(model: nn.Module, dataset: Dataset, device: torch.device, batch_size:
 
 def holdout_kl(
     model: nn.Module,
-    dataset: Dataset,
-    holdout: Dataset,
+    dataset: SizedDataset,
+    holdout: SizedDataset,
     *,
     lr: float = 0.1,
     epochs: int = 30,
@@ -202,7 +201,7 @@ def holdout_kl(
 
 def loss_curvature(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: SizedDataset,
     *,
     h: float = 0.01,
     batch_size: int = 256,
@@ -230,7 +229,7 @@ def loss_curvature(
 
 def embeddings(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: SizedDataset,
     layer: str | None = None,
     *,
     batch_size: int = 1024,
@@ -260,7 +259,7 @@ def embeddings(
 
 def entanglement(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: SizedDataset,
     split: ForgetSplit,
     *,
     layer: str | None = None,

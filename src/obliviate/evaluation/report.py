@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..data.datasets import Data, labels_of, subset
+from ..data.datasets import Data, SizedDataset, labels_of, subset
 from ..data.splits import ForgetSplit
 from ..metrics.catalogue import ORACLE, Modality, spec_of
 
@@ -24,6 +24,9 @@ class Report(Mapping):
     ``modality`` says which catalogue entries the rows are (a name can mean different things per
     modality: NeurIPS 2023's ``forget_quality`` is not TOFU's).
     """
+
+    #: the metric dict; as an instance attribute it shadows ``Mapping.values()`` (kept: public name)
+    values: dict[str, float]  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -93,7 +96,7 @@ class Report(Mapping):
         return f"Report({ {k: round(v, 4) for k, v in self.values.items()} })"
 
 
-def split_views(data: Data, split: ForgetSplit) -> dict[str, torch.utils.data.Dataset]:
+def split_views(data: Data, split: ForgetSplit) -> dict[str, SizedDataset]:
     """Evaluation sets of a split: forget, retain, test (minus forgotten classes), test_all and,
     for class forgetting, the forgotten classes' test examples."""
     views = {

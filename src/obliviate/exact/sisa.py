@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..data.datasets import subset
+from ..data.datasets import SizedDataset, subset
 from ..data.loading import iterate_batches
 from ..data.splits import _check_ids
 from ..executor import Executor, get_executor
@@ -120,7 +120,7 @@ class SISA:
     assign: np.ndarray | None = field(default=None, repr=False)  # id -> (shard, slice); -1 when deleted
     members: list[list[list[int]]] = field(default_factory=list, repr=False)  # [shard][slice] -> ids
     checkpoints: list[list[State]] = field(default_factory=list, repr=False)
-    dataset: Dataset | None = field(default=None, repr=False)
+    dataset: SizedDataset | None = field(default=None, repr=False)
     deleted: set[int] = field(default_factory=set, repr=False)
     fit_seconds: float = 0.0
 
@@ -163,7 +163,7 @@ class SISA:
             s, r = job["shard"], job["start"]
             self.checkpoints[s][r:] = states
 
-    def fit(self, dataset: Dataset, exclude: Any = None) -> SISA:
+    def fit(self, dataset: SizedDataset, exclude: Any = None) -> SISA:
         """Partition all ids, drop ``exclude`` from their slices, train every shard slice by slice."""
         start = time.perf_counter()
         self.n, self.dataset = len(dataset), dataset
@@ -247,7 +247,7 @@ class SISA:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, dataset: Dataset | None = None) -> SISA:
+    def load(cls, folder: str | Path, dataset: SizedDataset | None = None) -> SISA:
         """Reload a saved ensemble; pass the training ``dataset`` to keep deleting (checked by fingerprint)."""
         from ..io import load_state, read_json
 
@@ -300,7 +300,7 @@ class SISA:
 
     @torch.no_grad()
     def predict_proba(
-        self, x: torch.Tensor | Dataset, batch_size: int = 1024, aggregation: str | None = None
+        self, x: torch.Tensor | SizedDataset, batch_size: int = 1024, aggregation: str | None = None
     ) -> torch.Tensor:
         """[N, C] aggregated class probabilities of inputs ``x`` (a tensor or a dataset);
         ``aggregation`` overrides the ensemble's for this call."""
@@ -321,5 +321,5 @@ class SISA:
                 out.append(votes.mean(0))
         return torch.cat(out)
 
-    def predict(self, x: torch.Tensor | Dataset) -> torch.Tensor:
+    def predict(self, x: torch.Tensor | SizedDataset) -> torch.Tensor:
         return self.predict_proba(x).argmax(-1)

@@ -1,18 +1,26 @@
 """Task adapters (the modality-specific part of every method and metric)."""
 
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Subset
 
+from ..data.datasets import SizedDataset
 from .base import Task
 from .causal_lm import CausalLMTask
 from .classification import ClassificationTask, kd_kl
 from .classification import task_for as classification_task_for
+from .diffusion import DiffusionTask
+from .diffusion import task_for as diffusion_task_for
 
 
-def task_for(model: nn.Module, dataset: Dataset) -> Task:
+def task_for(model: nn.Module, dataset: SizedDataset) -> Task:
     """The adapter a (model, dataset) pair needs: text rows make a causal-LM task, anything else a
-    classification task sized by the model's output width; either is checked against the data."""
+    classification task sized by the model's output width, a denoiser a diffusion task; each is
+    checked against the data."""
     from ..data.text import TextDataset
+    from ..models.diffusion import Denoiser
+
+    if isinstance(model, Denoiser):
+        return diffusion_task_for(model, dataset)
 
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
     if isinstance(base, TextDataset):
@@ -22,4 +30,4 @@ def task_for(model: nn.Module, dataset: Dataset) -> Task:
     return classification_task_for(model, dataset)
 
 
-__all__ = ["CausalLMTask", "ClassificationTask", "Task", "kd_kl", "task_for"]
+__all__ = ["CausalLMTask", "ClassificationTask", "DiffusionTask", "Task", "kd_kl", "task_for"]

@@ -12,14 +12,15 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+
+from ..data.datasets import SizedDataset
 
 Batch = Any
 
 
 class Task(Protocol):
     def batches(
-        self, dataset: Dataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+        self, dataset: SizedDataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, Batch]]:
         """``(positions, batch)`` pairs over a dataset."""
 
@@ -48,9 +49,9 @@ class Task(Protocol):
         """The batch with uniformly random targets (random-label unlearning)."""
 
     def predict(
-        self, model: nn.Module, dataset: Dataset, batch_size: int = 1024, device: torch.device | None = None
+        self, model: nn.Module, dataset: SizedDataset, batch_size: int = 1024, device: torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode outputs and targets of a whole dataset, on CPU."""
 
-    def check(self, model: nn.Module, dataset: Dataset) -> None:
+    def check(self, model: nn.Module, dataset: SizedDataset) -> None:
         """Raise ValueError when the dataset does not fit the model (shapes, label range)."""

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
+from ..data.datasets import SizedDataset
 from ..data.text import TextDataset
 from ..utils import eval_mode
 
@@ -40,7 +40,7 @@ class CausalLMTask:
         self.tokenizer = tokenizer
 
     def batches(
-        self, dataset: Dataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+        self, dataset: SizedDataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, Batch]]:
         ds = _text(dataset)
         order = torch.randperm(len(ds), generator=generator) if shuffle else torch.arange(len(ds))
@@ -96,7 +96,7 @@ class CausalLMTask:
 
     @torch.no_grad()
     def predict(
-        self, model: nn.Module, dataset: Dataset, batch_size: int = 64, device: torch.device | None = None
+        self, model: nn.Module, dataset: SizedDataset, batch_size: int = 64, device: torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [N, T, V] and labels [N, T] (memory N·T·V floats: score in batches with
         :func:`obliviate.lm.evaluate.sequence_scores` instead for anything large)."""
@@ -109,7 +109,7 @@ class CausalLMTask:
                 labels.append(batch[2].cpu())
         return torch.cat(outs), torch.cat(labels)
 
-    def check(self, model: nn.Module, dataset: Dataset) -> None:
+    def check(self, model: nn.Module, dataset: SizedDataset) -> None:
         """Token ids must be in the model's vocabulary and rows must fit its context."""
         ds = _text(dataset)
         if len(ds) == 0:
@@ -122,7 +122,7 @@ class CausalLMTask:
             raise ValueError(f"rows of {ds.length} tokens are longer than the model's context of {context}")
 
 
-def _text(dataset: Dataset) -> TextDataset:
+def _text(dataset: SizedDataset) -> TextDataset:
     if isinstance(dataset, TextDataset):
         return dataset
     if isinstance(dataset, torch.utils.data.Subset) and isinstance(dataset.dataset, TextDataset):

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from ..data.datasets import labels_of
+from ..data.datasets import SizedDataset, labels_of
 from ..data.loading import iterate_batches
 from ..utils import eval_mode
 
@@ -35,7 +34,7 @@ class ClassificationTask:
         self.num_classes = num_classes
 
     def batches(
-        self, dataset: Dataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+        self, dataset: SizedDataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, Batch]]:
         return iterate_batches(dataset, batch_size, shuffle=shuffle, generator=generator)
 
@@ -78,7 +77,7 @@ class ClassificationTask:
 
     @torch.no_grad()
     def predict(
-        self, model: nn.Module, dataset: Dataset, batch_size: int = 1024, device: torch.device | None = None
+        self, model: nn.Module, dataset: SizedDataset, batch_size: int = 1024, device: torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and labels of a whole dataset, in eval mode, on CPU; the model's mode is restored."""
         device = device or next(model.parameters()).device
@@ -90,7 +89,7 @@ class ClassificationTask:
                 ys.append(y.cpu())
         return torch.cat(outs), torch.cat(ys)
 
-    def check(self, model: nn.Module, dataset: Dataset) -> None:
+    def check(self, model: nn.Module, dataset: SizedDataset) -> None:
         """Compare the dataset's input shape and label range with the model's outputs."""
         width = _output_width(model, dataset)
         labels = labels_of(dataset)
@@ -102,7 +101,7 @@ class ClassificationTask:
             raise ValueError(f"model outputs {width} classes but the task has {self.num_classes}")
 
 
-def _output_width(model: nn.Module, dataset: Dataset) -> int:
+def _output_width(model: nn.Module, dataset: SizedDataset) -> int:
     """Forward two examples; a shape mismatch becomes a ValueError naming the input shape."""
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
@@ -118,7 +117,7 @@ def _output_width(model: nn.Module, dataset: Dataset) -> int:
     return int(out.shape[1])
 
 
-def task_for(model: nn.Module, dataset: Dataset) -> ClassificationTask:
+def task_for(model: nn.Module, dataset: SizedDataset) -> ClassificationTask:
     """A classification task sized by the model's output width, checked against the dataset."""
     task = ClassificationTask(_output_width(model, dataset))
     task.check(model, dataset)

@@ -51,10 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..data.datasets import ArrayDataset, subset
+from ..data.datasets import ArrayDataset, SizedDataset, subset
 from ..data.loading import iterate_batches
 from ..io import load_state, read_json, save_state, write_json
 from ..models.log import TrainingLog
@@ -128,7 +127,7 @@ class Ensemble:
         )
 
     @torch.no_grad()
-    def predict(self, dataset: Dataset, batch_size: int = 256) -> torch.Tensor:
+    def predict(self, dataset: SizedDataset, batch_size: int = 256) -> torch.Tensor:
         """Eval-mode logits of every member on every example: [K, N, C] float, on CPU.
 
         All members see the same batch (``vmap`` with the input unbatched), so a pass costs about
@@ -225,7 +224,7 @@ class Ensemble:
 
 def train_ensemble(
     recipe: Recipe,
-    dataset: Dataset,
+    dataset: SizedDataset,
     seeds: Sequence[int],
     *,
     subsets: torch.Tensor | None = None,
@@ -473,7 +472,7 @@ def _fused(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         return optimizer
 
 
-def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(dataset: SizedDataset) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole dataset as tensors (x [N, ...], y [N]); the ensemble gathers batches from them."""
     if isinstance(dataset, ArrayDataset):
         return dataset.x, dataset.y

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from ..data.datasets import SizedDataset
 from ..models.log import TrainingLog, UpdateLog
 from ..objectives import ClassificationTask, Task
 from ..utils import progress_bar, resolve_device, seeded
@@ -25,7 +25,7 @@ class NonFiniteLoss(FloatingPointError):
 def run_epochs(
     model: nn.Module,
     task: Task,
-    dataset: Dataset,
+    dataset: SizedDataset,
     optimizer: torch.optim.Optimizer,
     *,
     epochs: int,
@@ -90,7 +90,7 @@ def run_epochs(
 
 def train(
     recipe: Recipe,
-    dataset: Dataset,
+    dataset: SizedDataset,
     seed: int = 0,
     *,
     device: str | torch.device | None = None,
