@@ -10,7 +10,8 @@ from torch import nn
 from ..models.log import UpdateLog
 from ..train.loop import run_epochs
 from ..train.recipe import make_optimizer
-from .base import Context, Method, Params, register
+from .base import Context, Method, register
+from .base import Params as BaseParams
 
 _HOW = "train the original with ob.train(..., log_updates=ids) (the ids that may be deleted, or True)"
 
@@ -62,7 +63,7 @@ def subtract_updates(model: nn.Module, updates: UpdateLog, ids: torch.Tensor) ->
 
 
 @register
-class Amnesiac(Method):
+class Amnesiac(Method["Amnesiac.Params"]):
     """Amnesiac unlearning (Graves, Nagisetty & Ganesh, AAAI 2021; repo lmgraves/AmnesiacML;
     reference §3.4): θ_u = θ_o − Σ_{b∈SB} Δθ_b, where SB are the training batches that held a
     forget example and Δθ_b their logged updates, then a short fine-tune on D_r to repair accuracy.
@@ -92,7 +93,7 @@ class Amnesiac(Method):
     search_space = {"repair_epochs": (0, 1, 2, 4, 8), "lr": (1e-3, 3e-3)}
 
     @dataclass(frozen=True)
-    class Params(Params):
+    class Params(BaseParams):
         repair_epochs: int = 2
         optimizer: str = "adam"
         lr: float = 3e-3

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from ..data.datasets import subset
 from .base import Context, Method, OptimParams, register
@@ -35,7 +36,7 @@ def random_init_copy(model: nn.Module, generator: torch.Generator, device: torch
 
 
 @register
-class BadTeacher(Method):
+class BadTeacher(Method["BadTeacher.Params"]):
     """Student = the original; competent teacher = the frozen original; incompetent teacher = a
     randomly initialised network of the same architecture (repo vikram2000b/
     bad-teaching-unlearning ``unlearn.py``, SSD repo ``blindspot``; reference §3.5).
@@ -71,7 +72,9 @@ class BadTeacher(Method):
         weight_decay: float = 0.0
         epochs: int = 1
         #: None: 256 (the paper's), or smaller so that an epoch has >= 16 steps
-        batch_size: int | None = None
+        # None: the whole forget set (ascent); widens OptimParams' int, which only code typed on
+        # these Params reads
+        batch_size: int | None = None  # type: ignore[assignment]
         temperature: float = 1.0
         retain_fraction: float = 0.3
 
@@ -88,11 +91,12 @@ class BadTeacher(Method):
         keep = torch.randperm(len(ctx.retain), generator=ctx.generator)[:n_keep]
         n_forget = len(ctx.forget)
         # positions < n_forget are forget rows: the flag l comes from the batch positions
-        data = ConcatDataset([ctx.forget, subset(ctx.retain, keep)]) if n_keep else ctx.forget
+        # ConcatDataset only takes len() and indexes its parts: any SizedDataset will do
+        data = ConcatDataset(cast(list[Dataset], [ctx.forget, subset(ctx.retain, keep)])) if n_keep else ctx.forget
         batch_size = p.batch_size or min(256, max(1, -(-len(data) // 16)))
         opt = p.make_optimizer(model)
 
-        def epoch(_: int) -> dict[str, float]:
+        def epoch(_epoch: int) -> dict[str, float]:
             f_total = r_total = 0.0
             for pos, batch in task.batches(data, batch_size, shuffle=True, generator=ctx.generator):
                 batch = task.to(batch, ctx.device)

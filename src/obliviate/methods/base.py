@@ -6,13 +6,12 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from ..data.datasets import subset
+from ..data.datasets import SizedDataset, subset
 from ..data.splits import ForgetSplit
 from ..objectives import Task
 from ..train.loop import NonFiniteLoss
@@ -22,7 +21,7 @@ from ..utils import eval_mode
 
 @torch.no_grad()
 def correct_scores(
-    model: nn.Module, task: Task, dataset: Dataset, device: torch.device, batch_size: int = 128
+    model: nn.Module, task: Task, dataset: SizedDataset, device: torch.device, batch_size: int = 128
 ) -> torch.Tensor:
     """[N] ``task.correct`` of every example in eval mode (a classifier's 0/1 hit, a sequence's
     memorization MA); the model's mode is restored. Batches of 128: LM logits are [B, T, V]."""
@@ -83,16 +82,16 @@ class Context:
     """Everything a method may use. ``original`` is a frozen eval-mode copy (the teacher)."""
 
     task: Task
-    train: Dataset
+    train: SizedDataset
     split: ForgetSplit
-    retain: Dataset
-    forget: Dataset
+    retain: SizedDataset
+    forget: SizedDataset
     original: nn.Module
     device: torch.device
     seed: int
     generator: torch.Generator
     progress: bool | None = None
-    val: Dataset | None = None
+    val: SizedDataset | None = None
     recipe: Recipe | None = None
     #: the original's training log (recipe, learning events, optional per-batch updates), if known
     log: Any = None
@@ -170,15 +169,25 @@ class Context:
             row["retain_probe_acc"] = acc
 
 
-class Method:
+#: a method's hyper-parameter dataclass
+P = TypeVar("P", bound=Params)
+
+
+class Method(Generic[P]):
     """An unlearning algorithm: a frozen ``Params`` dataclass and a ``run`` returning the model.
 
     ``run`` receives a private copy of the original and may update it in place. Per-run state goes
     in locals or ``ctx.state``, never on ``self``.
+
+    Generic over its parameters: ``class NegGrad(Method["NegGrad.Params"])`` types ``self.params``
+    as the nested ``NegGrad.Params`` (a string, since the class does not exist yet when its bases
+    are evaluated). A subclass whose ``Params`` narrows its parent's redeclares ``params:``.
+    A plain ``class Mine(Method)`` still works: its ``params`` are typed as the base ``Params``.
     """
 
     name: ClassVar[str]
     Params: ClassVar[type[Params]]
+    params: P
     #: False for methods that damage the model on purpose within an epoch and repair it later in
     #: the same epoch (random-label): their collapse check runs at epoch ends only.
     guard_steps: ClassVar[bool] = True
@@ -203,7 +212,9 @@ class Method:
         unknown = sorted(set(overrides) - valid)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for method {self.name!r}; valid: {sorted(valid)}")
-        self.params = self.Params(**overrides)
+        # ``Params`` is the class attribute whose instances ``P`` describes (a ClassVar cannot
+        # mention a type variable, so the link is stated here, once)
+        self.params = cast(P, self.Params(**overrides))
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:  # pragma: no cover - interface
         raise NotImplementedError
@@ -212,10 +223,11 @@ class Method:
         return dataclasses.asdict(self.params)
 
 
-_REGISTRY: dict[str, type[Method]] = {}
+_REGISTRY: dict[str, type[Method[Any]]] = {}
+_M = TypeVar("_M", bound="type[Method[Any]]")
 
 
-def register(cls: type[Method]) -> type[Method]:
+def register(cls: _M) -> _M:
     """Class decorator adding a method to the registry under ``cls.name``."""
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"method name {cls.name!r} is already registered")
@@ -234,7 +246,7 @@ def available(modality: str | None = None) -> list[str]:
     return sorted(n for n, c in _REGISTRY.items() if c.modalities == {modality})
 
 
-def get(name: str) -> type[Method]:
+def get(name: str) -> type[Method[Any]]:
     if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; available: {available()}")
     return _REGISTRY[name]

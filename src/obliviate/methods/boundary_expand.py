@@ -39,7 +39,7 @@ def shadow_row(head: nn.Linear, generator: torch.Generator, device: torch.device
 
 
 @register
-class BoundaryExpand(Method):
+class BoundaryExpand(Method["BoundaryExpand.Params"]):
     """Boundary Expanding (repo OPTML-Group/Unlearn-Saliency ``unlearn/boundary_ex.py``, after
     Chen et al.'s code; reference §3.9): widen the head (the last ``nn.Linear``) from K to K + 1
     outputs, the old rows copied and a new "shadow" row initialised like the layer; minimise CE
@@ -73,7 +73,9 @@ class BoundaryExpand(Method):
         lr: float = 1e-3
         epochs: int = 3
         #: None: ~10 steps per pass over D_f, whatever its size (see ``ascent_batch_size``)
-        batch_size: int | None = None
+        # None: the whole forget set (ascent); widens OptimParams' int, which only code typed on
+        # these Params reads
+        batch_size: int | None = None  # type: ignore[assignment]
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         p = self.params
@@ -84,7 +86,7 @@ class BoundaryExpand(Method):
         opt = make_optimizer(p.optimizer, [*model.parameters(), *shadow.parameters()], p.lr, p.momentum, p.weight_decay)
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
 
-        def epoch(_: int) -> dict[str, float]:
+        def epoch(_epoch: int) -> dict[str, float]:
             total = 0.0
             for _, batch in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
                 x, _ = ctx.task.to(batch, ctx.device)

@@ -48,7 +48,7 @@ def neighbour_labels(ctx: Context, epsilon: float, batch_size: int = 512) -> tup
 
 
 @register
-class BoundaryShrink(Method):
+class BoundaryShrink(Method["BoundaryShrink.Params"]):
     """Boundary Shrink (repo OPTML-Group/Unlearn-Saliency ``unlearn/boundary_sh.py``, after
     Chen et al.'s code; reference §3.9): FGSM on the frozen original gives each forget example's
     nearest neighbouring class y_nb; then minimise CE(model(x), y_nb) over D_f (only D_f is read).
@@ -83,7 +83,9 @@ class BoundaryShrink(Method):
         lr: float = 5e-4
         epochs: int = 2
         #: None: ~10 steps per pass over D_f, whatever its size (see ``ascent_batch_size``)
-        batch_size: int | None = None
+        # None: the whole forget set (ascent); widens OptimParams' int, which only code typed on
+        # these Params reads
+        batch_size: int | None = None  # type: ignore[assignment]
         #: FGSM step as a fraction of the inputs' observed range
         epsilon: float = 0.1
 
@@ -102,7 +104,7 @@ class BoundaryShrink(Method):
         opt = p.make_optimizer(model)
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
 
-        def epoch(_: int) -> dict[str, float]:
+        def epoch(_epoch: int) -> dict[str, float]:
             total = 0.0
             for pos, (x, _) in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
                 batch = ctx.task.to((x, nb[pos]), ctx.device)

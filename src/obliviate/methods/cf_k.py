@@ -58,7 +58,7 @@ def split_last(model: nn.Module, k: int) -> tuple[list[nn.Module], list[nn.Modul
 
 
 @register
-class CatastrophicForgettingK(Method):
+class CatastrophicForgettingK(Method["CatastrophicForgettingK.Params"]):
     """CF-k (Goel et al. 2022, "Towards adversarial evaluation of unlearning algorithms"; a SCRUB
     baseline, meghdadk/SCRUB ``MIA_experiments.ipynb``; reference §3.10): freeze every layer but
     the last ``k`` (see :func:`parametrised_layers`) and fine-tune those on D_r with CE.

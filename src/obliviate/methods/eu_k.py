@@ -41,7 +41,8 @@ class ExactUnlearningK(CatastrophicForgettingK):
 
     def prepare(self, model: nn.Module, trained: list[nn.Module], ctx: Context) -> None:
         for module in trained:
-            if not callable(getattr(module, "reset_parameters", None)):
+            reset = getattr(module, "reset_parameters", None)
+            if not callable(reset):
                 raise ValueError(f"eu-k cannot re-initialise a {type(module).__name__}: it has no reset_parameters()")
-            module.reset_parameters()
+            reset()
         ctx.restart_from(model)  # the damaged model is the unlearned one; the repair starts here

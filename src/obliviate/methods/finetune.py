@@ -11,7 +11,7 @@ from .base import Context, Method, OptimParams, register
 
 
 @register
-class Finetune(Method):
+class Finetune(Method["Finetune.Params"]):
     """Minimise CE on D_r from the original (reference §3.2).
 
     Papers: SGD lr 0.01, momentum 0.9, wd 5e-4, 10 epochs of a 160-epoch schedule (lineage) or

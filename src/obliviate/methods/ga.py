@@ -12,7 +12,7 @@ from .lm_common import LMMethod, LMParams
 
 
 @register
-class GA(LMMethod):
+class GA(LMMethod[LMParams]):
     """Maximise the mean token NLL of D_f: loss ``−avgNLL`` (reference A1.3). Jang's recipe: the
     whole forget set as one batch, Adam(0.9, 0.98), stop once the forget set's *mean* MA is below
     the unseen-text threshold (``stop="aggregate"``, the default here, so the method reproduces
@@ -23,6 +23,8 @@ class GA(LMMethod):
     name = "ga"
     search_space = {"lr": (3e-4, 1e-3, 3e-3)}
 
+    # typed as LMParams, not GA.Params: ga-kl, grad-diff and sga derive from GA with their own
+    # LMParams subclasses (GA's code reads only LMParams fields)
     @dataclass(frozen=True)
     class Params(LMParams):
         stop: str = "aggregate"

@@ -31,7 +31,7 @@ def refusal_rows(forget: TextDataset, tokenizer, refusal: str) -> TextDataset:
 
 
 @register
-class IdK(LMMethod):
+class IdK(LMMethod["IdK.Params"]):
     """Descend on ``prompt → refusal`` for every forget row (reference A2, "IdkSFT"), with a retain
     NLL term (α = 1). The model keeps answering retained questions but says it does not know the
     forgotten ones, which removes the answer from greedy outputs without driving the forget set's
@@ -49,6 +49,8 @@ class IdK(LMMethod):
         tok = getattr(ctx.task, "tokenizer", None)
         if tok is None:
             raise ValueError("idk writes refusals and needs the tokenizer: pass task=CausalLMTask(tokenizer)")
+        if not isinstance(ctx.forget, TextDataset):
+            raise TypeError(f"idk needs a TextDataset forget set, got {type(ctx.forget).__name__}")
         ctx.state["refusals"] = refusal_rows(ctx.forget, tok, self.params.refusal)
 
     def forget_losses(

@@ -34,7 +34,7 @@ def contrastive_loss(forget_logits: torch.Tensor, retain_logits: torch.Tensor, t
 
 
 @register
-class Kgl1(Method):
+class Kgl1(Method["Kgl1.Params"]):
     """NeurIPS 2023 challenge, 1st place ("Fanchuan"); re-implemented after DeepUnlearn's
     ``munl/unlearning/kgltop1.py`` (xcadet/deepunlearn); reference §4.6.
 

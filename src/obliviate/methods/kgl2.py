@@ -15,7 +15,7 @@ from .base import Context, Method, OptimParams, register
 from .common import forward_losses
 
 
-def reinit_layers(model: nn.Module) -> list[nn.Module]:
+def reinit_layers(model: nn.Module) -> list[_ConvNd] | list[nn.Linear]:
     """The layers kgl-2 re-initialises: every convolution; in a model without any (an MLP), every
     ``nn.Linear`` but the last one in module order (the head), or the only one if there is one."""
     convs = [m for m in model.modules() if isinstance(m, _ConvNd)]
@@ -41,7 +41,7 @@ def accumulate_gradients(model: nn.Module, ctx: Context, batch_size: int) -> Non
 
 
 @torch.no_grad()
-def reinit_smallest(layer: nn.Module, fraction: float, generator: torch.Generator) -> torch.Tensor:
+def reinit_smallest(layer: _ConvNd | nn.Linear, fraction: float, generator: torch.Generator) -> torch.Tensor:
     """Re-initialise (Kaiming normal, fan-out, ReLU gain: torchvision's ResNet init, as the entry)
     the ``round(fraction * n)`` weights of ``layer`` with the smallest |gradient|; return the
     boolean mask of re-initialised weights."""
@@ -57,7 +57,7 @@ def reinit_smallest(layer: nn.Module, fraction: float, generator: torch.Generato
 
 
 @register
-class Kgl2(Method):
+class Kgl2(Method["Kgl2.Params"]):
     """NeurIPS 2023 challenge, 2nd place; re-implemented after DeepUnlearn's
     ``munl/unlearning/kgltop2.py`` (xcadet/deepunlearn); reference §4.6.
 

@@ -14,7 +14,7 @@ from .base import Context, Method, OptimParams, register
 from .common import epochs, step
 
 
-def first_layer(model: nn.Module) -> nn.Module:
+def first_layer(model: nn.Module) -> _ConvNd | nn.Linear:
     """The layer kgl-3 perturbs: the first convolution in module order (``conv1`` of a ResNet),
     or, in a model without convolutions (an MLP), the first ``nn.Linear``."""
     for kind in (_ConvNd, nn.Linear):
@@ -25,7 +25,7 @@ def first_layer(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def add_noise(layer: nn.Module, std: float, generator: torch.Generator) -> None:
+def add_noise(layer: _ConvNd | nn.Linear, std: float, generator: torch.Generator) -> None:
     """``weight += N(0, std^2)``, drawn from ``generator`` on the CPU (device-independent)."""
     w = layer.weight
     w.add_(torch.randn(w.shape, generator=generator).to(w.device, w.dtype), alpha=std)
@@ -42,7 +42,7 @@ def balanced_weights(labels: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class Kgl3(Method):
+class Kgl3(Method["Kgl3.Params"]):
     """NeurIPS 2023 challenge, 3rd place; re-implemented after DeepUnlearn's
     ``munl/unlearning/kgltop3.py`` (xcadet/deepunlearn); reference §4.6. Reads only D_r.
 

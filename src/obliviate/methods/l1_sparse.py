@@ -20,13 +20,14 @@ def l1_gamma(gamma: float, t: float, epochs: int, no_l1_epochs: int) -> float:
     return gamma * (1.0 - t / span) if 0 <= t < span else 0.0
 
 
-def l1_norm(model: nn.Module) -> torch.Tensor:
-    """||theta||_1 over every trainable parameter (biases included, as the repo's ``l1_regularization``)."""
+def l1_norm(model: nn.Module) -> torch.Tensor | int:
+    """||theta||_1 over every trainable parameter (biases included, as the repo's ``l1_regularization``);
+    0 for a model with none."""
     return sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
 
 
 @register
-class L1Sparse(Method):
+class L1Sparse(Method["L1Sparse.Params"]):
     """l1-sparse unlearning (Jia et al., NeurIPS 2023, "Model sparsity can simplify machine
     unlearning"; repo OPTML-Group/Unlearn-Saliency ``Classification/unlearn/FT.py`` ``FT_l1``;
     reference §3.6): minimise CE(theta; B_r) + gamma_t * ||theta||_1 on D_r from the original,

@@ -34,6 +34,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -99,7 +100,20 @@ class LMParams(Params):
             raise ValueError(f"refresh must be one of {REFRESHES}, got {self.refresh!r}")
 
 
-def threshold(ctx: Context, p: LMParams) -> float | None:
+class ThresholdParams(Protocol):
+    """The fields :func:`threshold` reads: :class:`LMParams` and ``TaskVector.Params`` have them."""
+
+    @property
+    def gamma(self) -> float | None: ...
+
+    @property
+    def stop(self) -> str: ...
+
+    @property
+    def gamma_stat(self) -> str: ...
+
+
+def threshold(ctx: Context, p: ThresholdParams) -> float | None:
     """γ: ``p.gamma`` if given, else ``p.gamma_stat`` of the *original*'s scores on ``ctx.val`` (not the
     working model's: a pipeline such as TAU must keep one γ across its stages)."""
     if p.gamma is not None:
@@ -147,7 +161,11 @@ def stop_met(scores: torch.Tensor, gamma: float, rule: str) -> bool:
     return False
 
 
-class LMMethod(Method):
+#: an LM method's hyper-parameters
+LP = TypeVar("LP", bound=LMParams)
+
+
+class LMMethod(Method[LP]):
     """Base of the loop-driven methods: subclasses define :meth:`forget_losses` (per sequence, to
     minimise) and may override :meth:`setup`, :meth:`active`, :meth:`forget_scores` and :meth:`finish`.
     The run's γ is ``ctx.state["gamma"]``; hooks keep their own per-run state in ``ctx.state`` too."""
@@ -169,7 +187,7 @@ class LMMethod(Method):
 
     def active(self, scores: torch.Tensor, ctx: Context) -> torch.Tensor:
         """[B] which rows of the batch the step uses, from their current MA ``scores``."""
-        p: LMParams = self.params  # type: ignore[assignment]
+        p = self.params
         if p.mem_threshold is not None:
             chosen = scores >= p.mem_threshold
             chosen[scores.argmax()] = True  # the first of the batch's most memorized rows
@@ -199,7 +217,7 @@ class LMMethod(Method):
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         if len(ctx.forget) == 0:
             raise ValueError("the forget set is empty")
-        p: LMParams = self.params  # type: ignore[assignment]
+        p = self.params
         gamma = ctx.state["gamma"] = threshold(ctx, p)
         self.setup(model, ctx)
         opt = torch.optim.Adam(

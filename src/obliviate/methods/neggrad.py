@@ -11,7 +11,7 @@ from .common import ascent_batch_size, ascent_loss, epochs, forward_losses, step
 
 
 @register
-class NegGrad(Method):
+class NegGrad(Method["NegGrad.Params"]):
     """Maximise CE on D_f (reference §3.3; "GA"). Lineage: SGD lr 1e-4, 5 epochs over D_f of a
     CIFAR ResNet. Here: 2 passes of ~10 steps each (batch |D_f|/10, see
     :func:`~obliviate.methods.common.ascent_batch_size`), SGD lr 1e-3, gradients clipped at norm 1.
@@ -30,7 +30,9 @@ class NegGrad(Method):
     class Params(OptimParams):
         lr: float = 1e-3
         epochs: int = 2
-        batch_size: int | None = None
+        # None: the whole forget set (ascent); widens OptimParams' int, which only code typed on
+        # these Params reads
+        batch_size: int | None = None  # type: ignore[assignment]
         loss_cap: float | None = 5.0
         grad_clip: float | None = 1.0
 
@@ -39,7 +41,7 @@ class NegGrad(Method):
         opt = p.make_optimizer(model)
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
 
-        def epoch(_: int) -> dict[str, float]:
+        def epoch(_epoch: int) -> dict[str, float]:
             total = 0.0
             for _, batch in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
                 _, losses = forward_losses(model, ctx, batch)

@@ -12,7 +12,7 @@ from .common import ascent_loss, epochs, forward_losses, step
 
 
 @register
-class NegGradPlus(Method):
+class NegGradPlus(Method["NegGradPlus.Params"]):
     """Loss ``beta * CE(D_r batch) - (1 - beta) * CE(D_f batch)``, one step per retain batch with the
     forget batches cycled (Kurmanji et al. 2023, SCRUB repo ``train_negrad``; reference §3.3).
 
@@ -43,7 +43,7 @@ class NegGradPlus(Method):
         forget_batches = endless_batches(ctx.forget, p.forget_batch_size, ctx.generator)
         steps = max(1, -(-len(ctx.retain) // p.batch_size))
 
-        def epoch(_: int) -> dict[str, float]:
+        def epoch(_epoch: int) -> dict[str, float]:
             r_total = f_total = 0.0
             for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
                 _, r_losses = forward_losses(model, ctx, batch)

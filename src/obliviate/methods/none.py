@@ -6,18 +6,19 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .base import Context, Method, Params, register
+from .base import Context, Method, register
+from .base import Params as BaseParams
 
 
 @register
-class Nothing(Method):
+class Nothing(Method["Nothing.Params"]):
     """Return an unchanged copy of the original (cost 0); its gap to the oracle is the problem size."""
 
     name = "none"
     reads = frozenset()
 
     @dataclass(frozen=True)
-    class Params(Params):
+    class Params(BaseParams):
         pass
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:

@@ -13,7 +13,7 @@ from .lm_common import LMMethod, LMParams
 
 
 @register
-class NPO(LMMethod):
+class NPO(LMMethod["NPO.Params"]):
     """Per sequence ``(2/β) · log(1 + (π_θ/π_ref)^β) = −(2/β) · log σ(−β (log π_θ − log π_ref))`` with
     π the *sequence* likelihood (summed token log-probs) and π_ref the frozen original (reference A2,
     the original paper's formula, not MUSE's variant). β = 0.1. The weight of a sequence's gradient

@@ -12,7 +12,7 @@ from .common import epochs, forward_losses, step
 
 
 @register
-class RandomLabel(Method):
+class RandomLabel(Method["RandomLabel.Params"]):
     """Each epoch: one pass over D_f with labels drawn uniformly over all classes (the true label
     is not excluded), minimising CE, then one pass over D_r with true labels (SalUn's ``RL.py``;
     reference §3.4). Papers: lr 0.01-0.1, 10 epochs of a 160-epoch schedule. Default SGD lr 3e-3,
@@ -39,7 +39,7 @@ def random_label_epochs(model: nn.Module, ctx: Context, opt: torch.optim.Optimiz
     """``random-label``'s loop (reference §3.4): each epoch one pass over D_f with uniformly random
     labels, then one pass over D_r with true labels; every step through :func:`common.step`."""
 
-    def epoch(_: int) -> dict[str, float]:
+    def epoch(_epoch: int) -> dict[str, float]:
         f_total = r_total = 0.0
         for _, batch in ctx.task.batches(ctx.forget, p.batch_size, shuffle=True, generator=ctx.generator):
             _, losses = forward_losses(model, ctx, ctx.task.relabel(batch, ctx.generator))

@@ -13,7 +13,7 @@ from .common import epochs, forward_losses, step
 
 
 @register
-class AmnesiacRelabel(Method):
+class AmnesiacRelabel(Method["AmnesiacRelabel.Params"]):
     """Graves et al.'s (AAAI 2021) "unlearning" by relabelling, as the "Amnesiac" baseline of
     Chundawat et al. / SSD (if-loops/selective-synaptic-dampening ``forget_random_strategies.py``
     ``amnesiac``; reference §3.4): each forget example gets one random *wrong* label,
@@ -53,7 +53,7 @@ class AmnesiacRelabel(Method):
         offset = torch.randint(1, classes, (n,), generator=ctx.generator)
         opt = p.make_optimizer(model)
 
-        def epoch(_: int) -> dict[str, float]:
+        def epoch(_epoch: int) -> dict[str, float]:
             total = 0.0
             for idx, (x, y) in ctx.task.batches(ctx.train, p.batch_size, shuffle=True, generator=ctx.generator):
                 y = torch.where(is_forget[idx], (y + offset[idx]) % classes, y)

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..train.loop import train
-from .base import Context, Method, Params, register
+from .base import Context, Method, register
+from .base import Params as BaseParams
 
 
 @register
-class Retrain(Method):
+class Retrain(Method["Retrain.Params"]):
     """Re-initialise and train on D_r with the original recipe (reference §3.1); cost 1x by definition.
 
     The recipe comes from ``unlearn(..., recipe=...)`` or from the training log of a model trained
@@ -24,7 +25,7 @@ class Retrain(Method):
     honours_budget = False  # a half-trained oracle is not an oracle
 
     @dataclass(frozen=True)
-    class Params(Params):
+    class Params(BaseParams):
         epochs: int | None = None
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:

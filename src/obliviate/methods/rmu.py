@@ -33,7 +33,7 @@ class _Capture:
 
 
 @register
-class RMU(LMMethod):
+class RMU(LMMethod["RMU.Params"]):
     """Forget loss: per sequence, the mean over tokens and hidden dims of ``(h_ℓ(x_f) − c·u)²``, with u a
     fixed random unit vector (uniform [0, 1) then normalised, drawn once per run) and h_ℓ the output
     of block ℓ; retain term ``α · (h_ℓ(x_r) − h_ℓ^original(x_r))²``, the same averages (reference A2).
@@ -72,8 +72,12 @@ class RMU(LMMethod):
                 batch = ctx.task.to(batch, ctx.device)
                 ctx.task.logits(ctx.original, batch)
                 h, m = ref_cap.h, batch[1].bool()
+                if h is None:
+                    raise RuntimeError("rmu's forward hook captured no hidden states")
                 width = h.shape[-1]
                 norms.append(h[m].norm(dim=-1))
+        if width is None:  # unreachable: LMMethod.run refuses an empty forget set
+            raise ValueError("the forget set is empty")
         u = torch.rand(width, generator=g)
         ctx.state["control"] = ((p.coeff or 4.0 * float(torch.cat(norms).mean())) * u / u.norm()).to(ctx.device)
 

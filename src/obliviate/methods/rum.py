@@ -18,11 +18,12 @@ from torch import nn
 from ..data.datasets import subset
 from ..data.splits import ForgetSplit
 from ..train.memorization import learning_event_proxy
-from .base import Context, Method, Params, available, register
+from .base import Context, Method, available, register
+from .base import Params as BaseParams
 
 
 @register
-class RUM(Method):
+class RUM(Method["RUM.Params"]):
     """Refine D_f into ``bins`` memorization bins and unlearn them sequentially.
 
     * **Scores**: ``scores`` (one per training example, higher = more memorized, e.g. an
@@ -43,7 +44,7 @@ class RUM(Method):
     honours_budget = False
 
     @dataclass(frozen=True)
-    class Params(Params):
+    class Params(BaseParams):
         methods: tuple[str, ...] = ("none", "finetune", "salun")
         base: str | None = None
         bins: int = 3

@@ -106,7 +106,7 @@ def check_threshold(threshold: float) -> None:
 
 
 @register
-class SalUn(Method):
+class SalUn(Method["SalUn.Params"]):
     """SalUn (Fan et al., ICLR 2024; repo OPTML-Group/Unlearn-Saliency, ``Classification/
     generate_mask.py`` and ``unlearn/RL.py``; reference §3.7, §3.4).
 

@@ -16,7 +16,7 @@ from .common import ascent_batch_size, ascent_loss, epochs, step
 
 
 @register
-class Scrub(Method):
+class Scrub(Method["Scrub.Params"]):
     """SCRUB (repo meghdadk/SCRUB, ``train_distill``; reference §1). The student starts as the
     original, the teacher is the frozen original. For epoch e = 1..``epochs``: LR =
     lr0 * 0.1^(#milestones < e); if e <= ``max_epochs``, one pass over D_f *maximising*

@@ -13,7 +13,7 @@ from .lm_common import LMMethod, LMParams
 
 
 @register
-class SimNPO(LMMethod):
+class SimNPO(LMMethod["SimNPO.Params"]):
     """Per sequence ``−(2/β) · log σ(−(β/|y|) · log π_θ(y|x) − γ_m)``: NPO with the reference model
     replaced by a margin and the log-likelihood divided by the answer length, which removes NPO's
     bias towards long sequences (reference A2). Defaults are OpenUnlearning's TOFU ones: β = 4.5,

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from .base import Context, Method, Params, register
+from ..data.datasets import SizedDataset
+from .base import Context, Method, register
+from .base import Params as BaseParams
 
 
 @register
-class SSD(Method):
+class SSD(Method["SSD.Params"]):
     """Shrink the weights that matter far more to D_f than to D (repo if-loops/
     selective-synaptic-dampening ``ssd.py``, ``ParameterPerturber``; reference §3.8).
 
@@ -47,7 +48,7 @@ class SSD(Method):
     search_space = {"alpha": (10.0, 30.0, 100.0, 300.0), "lambda_": (0.1, 1.0, 10.0)}
 
     @dataclass(frozen=True)
-    class Params(Params):
+    class Params(BaseParams):
         #: selection weighting: dampen a weight only where I_f > alpha * I_D
         alpha: float = 30.0
         #: dampening constant: the weight is scaled by min(lambda_ * I_D / I_f, 1)
@@ -84,7 +85,7 @@ class SSD(Method):
         return model
 
     def importances(
-        self, model: nn.Module, named: list[tuple[str, nn.Parameter]], data: Dataset, ctx: Context
+        self, model: nn.Module, named: list[tuple[str, nn.Parameter]], data: SizedDataset, ctx: Context
     ) -> list[torch.Tensor]:
         """Mean over mini-batches of grad^2 of the mean batch CE (|grad| of the mean squared logit
         norm when ``label_free``), one tensor per parameter in ``named``."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Context, Method, Params, correct_scores, register
+from .base import Context, Method, correct_scores, register
+from .base import Params as BaseParams
 from .lm_common import STOPS, cycle, stop_met, threshold, trainable
 
 
@@ -82,7 +83,7 @@ def smallest_lambda(
 
 
 @register
-class TaskVector(Method):
+class TaskVector(Method["TaskVector.Params"]):
     """Fine-tune a copy on D_f for ``ft_steps`` (Adam, ``lr``), take τ = θ_ft − θ_0 and return
     θ_0 − λτ with λ the smallest value meeting the stopping rule: c(D_f) = 0 (``stop="sequence"``,
     the reference's per-example tuning) or forget mean ≤ γ (``"aggregate"``); searched on ``grid``
@@ -93,7 +94,7 @@ class TaskVector(Method):
     modalities = frozenset({"classification", "lm"})
 
     @dataclass(frozen=True)
-    class Params(Params):
+    class Params(BaseParams):
         lr: float = 1e-3
         ft_steps: int = 10
         batch_size: int | None = None
@@ -118,7 +119,9 @@ class TaskVector(Method):
             apply(model, {k: v.detach().clone() for k, v in model.named_parameters()}, tau, p.lam)
             ctx.history.append({"lambda": p.lam})
             return model
-        gamma = threshold(ctx, p)  # type: ignore[arg-type]
+        gamma = threshold(ctx, p)
+        if gamma is None:  # unreachable: Params refuses stop="none" without lam
+            raise ValueError(f"stop={p.stop!r} sets no threshold; give lam")
         lam, met, trials = smallest_lambda(model, ctx, tau, gamma, p.stop, p.grid, p.refine)
         ctx.history.extend(trials)
         ctx.history.append({"lambda": lam, "rule_met": met, "gamma": gamma})

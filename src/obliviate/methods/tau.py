@@ -57,6 +57,8 @@ class TAU(SGA):
             if self.order == "released" and (self.first_coef >= 0 or self.refresh != "epoch"):
                 raise ValueError("order='released' needs first_coef < 0 and refresh='epoch'")
 
+    params: TAU.Params  # narrows GA's LMParams
+
     def setup(self, model: nn.Module, ctx: Context) -> None:
         ctx.state["switched"] = None  # θ_s, once ascent gave way to task arithmetic
 
@@ -74,7 +76,7 @@ class TAU(SGA):
     @torch.no_grad()
     def _edit(self, model: nn.Module, ctx: Context) -> dict[str, torch.Tensor]:
         """Write θ_s + first_coef·(θ − θ_s) into ``model``; returns θ."""
-        theta_s, coef = ctx.state["switched"], self.params.first_coef  # type: ignore[attr-defined]
+        theta_s, coef = ctx.state["switched"], self.params.first_coef
         assert theta_s is not None
         live = {k: q.detach().clone() for k, q in model.named_parameters() if k in theta_s}
         apply(model, theta_s, {k: v - theta_s[k] for k, v in live.items()}, -coef)
@@ -83,7 +85,7 @@ class TAU(SGA):
     def forget_scores(self, model: nn.Module, ctx: Context) -> torch.Tensor:
         if ctx.state["switched"] is None:
             scores = super().forget_scores(model, ctx)
-            if float(scores.mean()) < self.params.first_threshold:  # type: ignore[attr-defined]
+            if float(scores.mean()) < self.params.first_threshold:
                 ctx.state["switched"] = {k: q.detach().clone() for k, q in model.named_parameters()}
                 ctx.history.append({"switch": "task arithmetic", "forget_ma_mean": float(scores.mean())})
             return scores
@@ -105,7 +107,7 @@ class TAU(SGA):
         return SGA(**{k: v for k, v in self.param_dict().items() if k in shared} | {"stop": "sequence", "gamma": gamma})
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
-        p: TAU.Params = self.params  # type: ignore[assignment]
+        p = self.params
         if p.order == "released":
             return super().run(model, ctx)
         if len(ctx.forget) == 0:

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from ..data.datasets import SizedDataset
 from ..data.splits import ForgetSplit
 from ..models.log import training_log
-from ..objectives import CausalLMTask, Task, task_for
+from ..objectives import CausalLMTask, DiffusionTask, Task, task_for
 from ..train.loop import NonFiniteLoss
 from ..train.recipe import Recipe
 from ..utils import seeded
@@ -22,12 +22,12 @@ from .result import UnlearningResult
 
 def unlearn(
     model: nn.Module,
-    train: Dataset,
+    train: SizedDataset,
     split: ForgetSplit,
     method: str | Method = "scrub",
     *,
     seed: int = 0,
-    val: Dataset | None = None,
+    val: SizedDataset | None = None,
     recipe: Recipe | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
@@ -59,6 +59,7 @@ def unlearn(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     task = task or task_for(model, train)
     modality = "lm" if isinstance(task, CausalLMTask) else "classification"
+    modality = "diffusion" if isinstance(task, DiffusionTask) else modality
     if modality not in m.modalities:
         raise ValueError(f"method {m.name!r} is written for {sorted(m.modalities)} models, not {modality}")
     if budget is not None and not budget > 0:
@@ -101,6 +102,8 @@ def unlearn(
             out = m.run(work, ctx)
         except (NonFiniteLoss, Diverged) as e:
             diverged, out = True, work
+            if ctx.safe_state is None:  # unreachable: ctx.checkpoint(work) ran before m.run
+                raise RuntimeError("no safe checkpoint to roll back to") from e
             out.load_state_dict(ctx.safe_state)
             ctx.notes.append(f"stopped early and rolled back to the last safe checkpoint: {e}")
         except OutOfBudget as e:
