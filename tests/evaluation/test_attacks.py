@@ -4,9 +4,9 @@ oracle under the same attack; recovery exposes a model that hid the data instead
 
 import pytest
 import torch
+from conftest import same_state, state_of
 
 import obliviate as ob
-from conftest import same_state, state_of
 from obliviate.evaluation.attacks import Quantize, Relearn, parse_attack, parse_attacks, round_trip
 
 ATTACKS = ["relearn", "relearn-retain", "quantize-int8", "quantize-int4"]
@@ -34,16 +34,18 @@ def test_round_trip_int8_per_channel_and_int4_groups():
 
 def test_attack_rows_judged_against_the_oracle_under_the_same_attack(digits, original, class_split, oracles):
     before = state_of(original)
-    report = ob.evaluate(original, digits, class_split, oracle=oracles, original=original, attacks=ATTACKS,
-                         metrics=["forget_acc"])
+    report = ob.evaluate(
+        original, digits, class_split, oracle=oracles, original=original, attacks=ATTACKS, metrics=["forget_acc"]
+    )
     assert same_state(state_of(original), before)
     for a in ATTACKS:
         for m in ("forget_acc", "retain_acc", "test_acc", "loss_auc", "recovery"):
             name = f"{a}/{m}"
             assert name in report.values and name in report.oracle and name in report.floor
     # the oracle evaluated as the model meets itself under each attack: same seed, same copy
-    self_report = ob.evaluate(oracles[0], digits, class_split, oracle=oracles, original=original, attacks=ATTACKS,
-                              metrics=["forget_acc"])
+    self_report = ob.evaluate(
+        oracles[0], digits, class_split, oracle=oracles, original=original, attacks=ATTACKS, metrics=["forget_acc"]
+    )
     assert all(self_report.gap(f"{a}/forget_acc") == 0 for a in ATTACKS)
     # quantization leaves a class-forgetting oracle unable to predict the class it never saw
     assert report.oracle["quantize-int4/forget_acc"] == 0
@@ -62,8 +64,9 @@ def test_recovery_exposes_a_model_that_hid_the_class(digits, original, class_spl
     last = [m for m in hidden.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last.bias[class_split.classes[0]] -= 12.0
-    report = ob.evaluate(hidden, digits, class_split, oracle=oracles, original=original, attacks=["relearn"],
-                         metrics=["forget_acc"])
+    report = ob.evaluate(
+        hidden, digits, class_split, oracle=oracles, original=original, attacks=["relearn"], metrics=["forget_acc"]
+    )
     assert report["forget_acc"] < 0.05 and report.oracle["forget_acc"] == 0
     assert report["relearn/recovery"] > 0.8 and report.oracle["relearn/recovery"] < 0.2
 

@@ -42,7 +42,9 @@ def test_people_is_text_data_with_the_scenarios_sets():
     # test and val partition the never-trained rows (held-out people and never-inserted canaries)
     assert sorted(data.test.texts + data.val.texts) == sorted(sc.heldout.texts)
     assert not set(data.test.texts) & set(sc.train.texts)
-    assert set(data.probes) == {"secret_forget", "secret_retain"} and len(data.qa[1]) == 3
+    assert set(data.probes) == {f"{k}_{who}" for k in ("secret", "qa", "assoc") for who in ("forget", "retain")}
+    assert len(data.qa[1]) == 3 and (data.groups[split.forget_ids.numpy()] >= -1).all()
+    assert set(data.groups[split.forget_ids.numpy()]) - {-1} == {p.pid for p in sc.forget_people}
     assert recipe.architecture == "tiny-gpt2" and recipe.num_classes == len(data.tokenizer)
     mine = ob.datasets.from_texts(["my first text.", "my second text."], ["an unseen text."], data.tokenizer, 16)
     assert mine.test.texts == ["an unseen text."] and ob.Recipe.default_for(mine).input_shape == (16,)
@@ -69,7 +71,7 @@ def test_recipe_path_trains_the_same_model_as_the_lm_path():
 def test_evaluate_lm_rows_against_the_oracle_and_floor():
     data, recipe, split, original, (oracle, oracle_b) = _setup()
     report = ob.evaluate(original, data, split, oracle=[oracle, oracle_b], original=original)
-    rows = set(ob.evaluation.DEFAULT_LM_METRICS) | {"extraction_secret_forget", "extraction_secret_retain"}
+    rows = set(ob.evaluation.DEFAULT_LM_METRICS) | {f"extraction_{p}" for p in data.probes}
     assert rows == set(report)
     frame = report.to_frame().set_index("metric")
     assert frame.loc[list(rows), ["value", "gap", "floor"]].notna().all().all()
@@ -123,3 +125,25 @@ def test_tune_lm_reads_direction_from_the_catalogue():
     assert default.objective == "avg_gap_ma" and default.best_score == default.trials["avg_gap_ma"].iloc[0]
     with pytest.raises(ValueError, match="unknown objective 'tow'"):
         ob.tune("ga", data, split, original=original, recipe=recipe, objective="tow", progress=False)
+
+
+def test_attacks_on_a_causal_lm_relearn_some_people_and_measure_the_others():
+    from obliviate.evaluation.attacks import Relearn
+
+    data, recipe, split, original, oracles = _setup()
+    rows, measured = Relearn(fraction=0.5).parts(data, split, seed=0)
+    relearned = set(data.groups[rows.numpy()])
+    assert -1 not in relearned and len(relearned) == 2  # half of the 3 forget people, rounded
+    assert relearned.isdisjoint(data.groups[measured.forget_ids.numpy()])  # the others are measured
+    attacks = [{"relearn": {"fraction": 0.5}}, "quantize-int4"]
+    report = ob.evaluate(
+        original, data, split, oracle=oracles, original=original, attacks=attacks, metrics=["forget_ma"]
+    )
+    for row in ("relearn/forget_ma", "relearn/c_gamma_max", "relearn/recovery", "quantize-int4/extraction_forget"):
+        assert row in report.values and row in report.oracle and row in report.floor
+    # relearning half the people teaches the oracle about them, not about the others: recovery is small
+    assert report.oracle["relearn/recovery"] < 0.5
+    again = ob.evaluate(
+        oracles[0], data, split, oracle=oracles, original=original, attacks=attacks, metrics=["forget_ma"]
+    )
+    assert again.gap("relearn/forget_ma") == 0 and again.gap("quantize-int4/forget_ma") == 0

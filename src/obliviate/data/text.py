@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -87,7 +88,7 @@ class TextDataset(Dataset):
             ids[i, : len(row)] = torch.tensor(row)
             mask[i, : len(row)] = 1
             labels[i, len(h) : len(row)] = ids[i, len(h) : len(row)]
-        full = [(p or "") + t for p, t in zip(prompts or [None] * n, texts)]
+        full = [(p or "") + t for p, t in zip(prompts or [""] * n, texts)]
         return cls(ids, mask, labels, None if weights is None else torch.as_tensor(weights, dtype=torch.float32), full)
 
     def __len__(self) -> int:
@@ -144,8 +145,9 @@ class TextData(Data):
     scenario supplies: ``perplexity_text`` (held-out natural text for ``ppl_change``; else ``test``),
     ``forget`` (the scenario's own forget split, :meth:`forget_split`), ``probes`` (named extraction
     probes scored as ``extraction_<name>`` rows, e.g. the people's secrets) and ``qa`` (the forget
-    set's paraphrased answers and perturbed answers, for TOFU's truth ratio and forget quality).
-    Probes and QA describe ``forget``: with another split, leave them out.
+    set's paraphrased answers and perturbed answers, for TOFU's truth ratio and forget quality) and
+    ``groups`` (per training row, the subject it is about, -1 for none: the relearning attack relearns
+    some subjects and measures the others). Probes and QA describe ``forget``: with another split, leave them out.
     """
 
     tokenizer: Any = None
@@ -153,6 +155,7 @@ class TextData(Data):
     forget: ForgetSplit | None = None
     probes: Mapping[str, TextDataset] = field(default_factory=dict)
     qa: tuple[TextDataset, tuple[TextDataset, ...]] | None = None
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for part in ("train", "test"):
@@ -169,7 +172,9 @@ class TextData(Data):
         return self.forget
 
     def subset_train(self, ids: torch.Tensor) -> TextData:
-        return replace(self, train=self.train.subset(ids), forget=None, probes={}, qa=None)
+        assert isinstance(self.train, TextDataset)  # checked in __post_init__
+        groups = None if self.groups is None else self.groups[ids.numpy()]
+        return replace(self, train=self.train.subset(ids), forget=None, probes={}, qa=None, groups=groups)
 
     def with_validation(self, fraction: float = 0.5, seed: int = 0) -> TextData:
         """Move a seeded random ``fraction`` of the never-trained ``test`` rows to ``val`` (the

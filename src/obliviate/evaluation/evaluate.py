@@ -9,6 +9,7 @@ floor cannot be told from retraining.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,8 +22,9 @@ from ..methods.result import UnlearningResult
 from ..metrics.catalogue import Metric, Modality, Outputs, SequenceOutputs, available, probe_metric, spec_of
 from ..metrics.lm import Calibration
 from ..models.architectures import build
-from ..objectives import ClassificationTask
+from ..objectives import CausalLMTask, ClassificationTask
 from ..utils import seeded
+from .attacks import Attack, parse_attacks
 from .report import Report, split_views
 from .sequences import calibrate, sequence_outputs
 
@@ -67,6 +69,12 @@ DEFAULT_LM_METRICS = [
 ]
 #: what LM rows need the original for: γ and the perplexity they are relative to
 _CALIBRATED = ("calibration", "original_perplexity")
+#: rows measured after each attack (``<attack>/<metric>``), and the one whose recovery is reported
+ATTACK_METRICS = {
+    Modality.CLASSIFICATION: ["forget_acc", "retain_acc", "test_acc", "loss_auc"],
+    Modality.CAUSAL_LM: ["forget_ma", "extraction_forget", "c_gamma_mean", "c_gamma_max", "mia_auc_loss"],
+}
+RECOVERY_OF = {Modality.CLASSIFICATION: "forget_acc", Modality.CAUSAL_LM: "forget_ma"}
 
 
 def modality_of(data: Data) -> Modality:
@@ -168,6 +176,7 @@ def evaluate(
     seed: int = 0,
     random_model: nn.Module | None = None,
     cache: dict | None = None,
+    attacks: Sequence[str | dict | Attack] | None = None,
     **method_overrides: Any,
 ) -> Report:
     """Evaluate an unlearned model on ``split`` of ``data``.
@@ -190,6 +199,14 @@ def evaluate(
     ``data.test`` and ``ppl_change`` is relative to *its* perplexity, so every model and oracle
     faces the same threshold (reference A1.2); without it those rows are left out. ``split``
     defaults to the dataset's own forget set (``data.forget_split()``).
+
+    ``attacks``: names (``relearn``, ``relearn-retain``, ``quantize-int8``, ``quantize-int4``), one-key
+    mappings of a name to parameters, or attack objects (:mod:`obliviate.evaluation.attacks`). Each is
+    applied with the same seed and budget to the model and to every oracle, and adds rows
+    ``<attack>/<metric>`` (value, the oracle's value under the same attack, gap, floor) and, with
+    ``original``, ``<attack>/recovery``: the share of the original-to-oracle distance on the forget
+    metric that the attack takes back, (after − before) / (original − oracle A), each measured on the
+    rows the attack leaves out.
     """
     if split is None:
         if not isinstance(data, TextData):
@@ -215,6 +232,7 @@ def evaluate(
     if method is not None or method_overrides:
         raise ValueError('method= and method parameters are only used with protocol="neurips23"')
     modality = modality_of(data)
+    attack_list = parse_attacks(attacks)
     names = list(metrics) if metrics is not None else default_metrics(data)
     specs = _specs(names, modality)
     names = [m.name for m in specs]
@@ -229,15 +247,19 @@ def evaluate(
                 raise ValueError(f"{needy} are relative to the original model: pass original=")
         calibration = None if original is None else _calibration(_unwrap(original)[0], data, dev, cache)
 
-        def outputs(m: nn.Module) -> AnyOutputs:
-            return sequence_outputs(m, data, split, calibration=calibration, device=dev)
+        def outputs(m: nn.Module, sp: ForgetSplit = split) -> AnyOutputs:
+            # probes and QA describe the dataset's own forget set: another split is scored without them
+            d = data if sp is split else replace(data, probes={}, qa=None)
+            return sequence_outputs(m, d, sp, calibration=calibration, device=dev)
     else:
-        if original is not None:
-            raise ValueError("original= calibrates causal-LM rows; classifier metrics do not use it")
+        if original is not None and not attack_list:
+            raise ValueError(
+                "original= calibrates causal-LM rows and attack recovery; classifier metrics do not use it"
+            )
         rand = random_model if random_model is not None else random_init_like(net, seed)
 
-        def outputs(m: nn.Module) -> AnyOutputs:
-            return outputs_of(m, data, split, device=dev, random_model=rand, seed=seed)
+        def outputs(m: nn.Module, sp: ForgetSplit = split) -> AnyOutputs:
+            return outputs_of(m, data, sp, device=dev, random_model=rand, seed=seed)
 
     def measured(m: nn.Module) -> tuple[AnyOutputs, dict[str, float]]:
         key = (id(m), tuple(names), seed, split.hash, id(data), id(original))
@@ -255,6 +277,8 @@ def evaluate(
     if seconds is not None:
         values["seconds"] = seconds
     oracles = [] if oracle is None else list(oracle) if isinstance(oracle, (list, tuple)) else [oracle]
+    if attack_list and not oracles:
+        raise ValueError("attacks are judged against the oracle under the same attack: pass oracle=")
     if not oracles:
         return Report(values, details=details, modality=modality)
 
@@ -272,7 +296,74 @@ def evaluate(
         pairs = _pair_values(specs, o2_outs, ref_outs)
         floor.update({k: by_name[k].gap(v) for k, v in pairs.items()})
         floor.update({k: by_name[k].gap(v) for k, v in _composites(specs, o2, ref).items()})
+    if attack_list:
+        nets = [net, *(_unwrap(o)[0] for o in oracles)]
+        known = {id(net): outs, id(ref_net): ref_outs, **({id(nets[2]): o2_outs} if len(oracles) > 1 else {})}
+        orig_net = None if original is None else _unwrap(original)[0]
+        extra = _attacked(attack_list, nets, known, orig_net, data, split, modality, outputs, seed, cache)
+        values.update(extra[0])
+        ref.update(extra[1])
+        floor.update(extra[2])
     return Report(values, ref, floor, details, modality)
+
+
+def _attacked(
+    attacks: list[Attack],
+    models: list[nn.Module],
+    known: dict[int, AnyOutputs],
+    original: nn.Module | None,
+    data: Data,
+    split: ForgetSplit,
+    modality: Modality,
+    outputs: Callable[..., AnyOutputs],
+    seed: int,
+    cache: dict | None,
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Rows ``<attack>/<metric>`` for the model (``models[0]``) and the oracles under each attack, and
+    ``<attack>/recovery`` when the original is given. The oracles' and the original's entries are
+    cached across calls (a grid's cells share them); ``known`` holds outputs on ``split`` already computed."""
+    task = CausalLMTask(data.tokenizer) if isinstance(data, TextData) else ClassificationTask(data.num_classes)
+    primary = spec_of(RECOVERY_OF[modality], modality)
+    assert primary is not None
+    rows = [m for m in (spec_of(n, modality) for n in ATTACK_METRICS[modality]) if m is not None]
+    values: dict[str, float] = {}
+    ref: dict[str, float] = {}
+    floor: dict[str, float] = {}
+
+    def memo(key: tuple, m: nn.Module, compute: Callable[[], Any]) -> Any:
+        if m is models[0] or cache is None:
+            return compute()
+        if key not in cache or cache[key][0] is not m:  # the entry pins m: ids cannot be reused
+            cache[key] = (m, compute())
+        return cache[key][1]
+
+    def before(m: nn.Module, measured: ForgetSplit) -> float:
+        """The forget metric of the unattacked model on the rows the attack is measured on."""
+        outs = known.get(id(m)) if measured is split else None
+        return float(primary.fn(outs if outs is not None else outputs(m, measured)))
+
+    for attack in attacks:
+        measured = attack.measured_split(data, split, seed)
+        tag = (attack, seed, split.hash, id(data))
+
+        def run(m: nn.Module, attack: Attack = attack, measured: ForgetSplit = measured) -> tuple[dict, float]:
+            attacked, _ = attack.apply(m, data, split, task, seed=seed)
+            return _model_values(rows, outputs(attacked, measured)), before(m, measured)
+
+        res = [memo(("attack", *tag, id(m)), m, lambda m=m, run=run: run(m)) for m in models]
+        prefix = attack.name + "/"
+        values.update({prefix + k: v for k, v in res[0][0].items()})
+        ref.update({prefix + k: v for k, v in res[1][0].items()})
+        if len(res) > 2:
+            floor.update({prefix + k: abs(res[2][0][k] - v) for k, v in res[1][0].items() if k in res[2][0]})
+        if original is not None:
+            orig = memo(("attack-before", *tag, id(original)), original, lambda m=measured: before(original, m))
+            dist = orig - res[1][1]
+            rec = [float("nan") if abs(dist) < 1e-12 else (after[primary.name] - b) / dist for after, b in res]
+            values[prefix + "recovery"], ref[prefix + "recovery"] = rec[0], rec[1]
+            if len(rec) > 2:
+                floor[prefix + "recovery"] = abs(rec[2] - rec[1])
+    return values, ref, floor
 
 
 def _calibration(original: nn.Module, data: TextData, device: torch.device | None, cache: dict | None) -> Calibration:

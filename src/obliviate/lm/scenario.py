@@ -84,8 +84,10 @@ class Scenario:
         """The scenario as ``ob.datasets`` data: ``train`` every training row, ``test`` the held-out
         people's rows and never-inserted canaries, ``perplexity_text`` the held-out background text,
         ``forget_split()`` the forget people's rows and forget canaries, the secret-extraction probes
-        of the forget and retained people (rows ``extraction_secret_forget`` / ``_retain``) and the
-        forget people's paraphrased and perturbed QA answers (``forget_quality``)."""
+        of the forget and retained people (rows ``extraction_secret_forget`` / ``_retain``), their QA
+        answers and indirect associations (``extraction_qa_*``, ``extraction_assoc_*``), the forget
+        people's paraphrased and perturbed QA answers (``forget_quality``) and each row's person
+        (``groups``, for the relearning attack)."""
         qa = (
             self.qa_probe(self.forget_people, "paraphrased")[0],
             tuple(self.qa_probe(self.forget_people, f"perturbed{k}")[0] for k in range(3)),
@@ -102,8 +104,14 @@ class Scenario:
             probes={
                 "secret_forget": self.secret_probe(self.forget_people),
                 "secret_retain": self.secret_probe(self.retain_people),
+                # TOFU-style entity knowledge: the forget people vs their retained neighbours
+                "qa_forget": self.qa_probe(self.forget_people)[0],
+                "qa_retain": self.qa_probe(self.retain_people)[0],
+                "assoc_forget": self.association_probe(self.forget_people),
+                "assoc_retain": self.association_probe(self.retain_people),
             },
             qa=qa,
+            groups=self.pids,
         )
 
     def association_probe(self, people: list[Person]) -> TextDataset:

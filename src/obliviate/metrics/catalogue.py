@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Literal
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import generative as gen
 from .accuracy import accuracy
 from .composite import avg_gap, avg_gap_ma, tow, tow_mia
 from .divergence import activation_distance, disagreement, js_divergence, kl, symmetric_kl, zrf
@@ -36,6 +37,7 @@ class Modality(str, Enum):
 
     CLASSIFICATION = "classification"
     CAUSAL_LM = "causal_lm"
+    GENERATIVE = "generative"
 
 
 class Direction(str, Enum):
@@ -51,6 +53,7 @@ class Direction(str, Enum):
 ORACLE: Literal["oracle"] = "oracle"
 CLASSIFICATION = frozenset({Modality.CLASSIFICATION})
 CAUSAL_LM = frozenset({Modality.CAUSAL_LM})
+GENERATIVE = frozenset({Modality.GENERATIVE})
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (logits, labels)
 
@@ -543,8 +546,61 @@ METRICS: dict[str, Metric] = {
             "obliviate, after SalUn §6.2",
             ("forget_ma", "retain_ma", "test_ma"),
         ),
+        # --- class-conditional generators, judged by a classifier trained on real data ---
+        *(
+            Metric(name, "model", fn, desc, modalities=GENERATIVE, source=src, needs=("samples", "reference"))
+            for name, fn, desc, src in [
+                (
+                    "forget_class_rate",
+                    gen.forget_class_rate,
+                    "share of f-conditioned samples the judge classifier calls f",
+                    "SalUn (UA = 1 − rate)",
+                ),
+                (
+                    "retained_class_acc",
+                    gen.retained_class_accuracy,
+                    "mean conditional accuracy of the retained classes' samples",
+                    "SalUn",
+                ),
+                (
+                    "fd_retained",
+                    lambda o: gen.fd_real(o, False),
+                    "mean per-class Fréchet distance to real test images (judge features), retained classes",
+                    "FID's formula (Heusel et al. 2017)",
+                ),
+                (
+                    "fd_forget",
+                    lambda o: gen.fd_real(o, True),
+                    "Fréchet distance of f-conditioned samples to real test images of f",
+                    "FID's formula (Heusel et al. 2017)",
+                ),
+            ]
+        ),
+        *(
+            Metric(name, "pair", fn, desc, LOWER, 0.0, GENERATIVE, "obliviate", ("samples",))
+            for name, fn, desc in [
+                (
+                    "fd_oracle_retained",
+                    lambda o, r: gen.fd_between(o, r, False),
+                    "mean per-class Fréchet distance to the oracle's samples, retained classes",
+                ),
+                (
+                    "fd_oracle_forget",
+                    lambda o, r: gen.fd_between(o, r, True),
+                    "Fréchet distance to the oracle's f-conditioned samples",
+                ),
+                (
+                    "tv_forget_labels",
+                    gen.forget_label_tv,
+                    "total variation between the judge's label histograms of f-conditioned samples and the oracle's",
+                ),
+            ]
+        ),
     ]
 }
+
+#: ``<attack>/<metric>``: rows ob.evaluate adds per attack (see obliviate.evaluation.attacks)
+ATTACK_SEP = "/"
 
 #: rows a dataset's own extraction probes add (``TextData.probes``): ``extraction_<probe name>``
 PROBE_PREFIX = "extraction_"
@@ -563,10 +619,36 @@ def probe_metric(probe: str) -> Metric:
     )
 
 
+def _computed_by_evaluate(*_: object) -> float:
+    raise ValueError("recovery rows are computed by ob.evaluate(..., attacks=..., original=...)")
+
+
+def attack_metric(name: str) -> Metric | None:
+    """The entry of an ``<attack>/<metric>`` row (a metric measured on an attacked copy: judged, like
+    the metric, against the oracle under the same attack) or of ``<attack>/recovery``."""
+    attack, _, base = name.partition(ATTACK_SEP)
+    if base == "recovery":
+        return Metric(
+            name,
+            "model",
+            _computed_by_evaluate,
+            f"share of the original-to-oracle distance on the forget metric that the {attack} attack takes "
+            "back: (after - before) / (original - oracle); 0 = nothing came back, 1 = all of it",
+            modalities=CLASSIFICATION | CAUSAL_LM,
+            source="Hu et al. 2024 (relearning); Zhang et al., ICLR 2025 (quantization)",
+        )
+    spec = spec_of(base)
+    if spec is None or spec.kind != "model":
+        return None
+    return replace(spec, name=name, description=f"{spec.description}, after the {attack} attack")
+
+
 def spec_of(name: str, modality: Modality | None = None) -> Metric | None:
-    """The catalogue entry of a report row (probe rows included); None when unknown, or when it does
-    not apply to ``modality`` (NeurIPS 2023's ``forget_quality`` is not TOFU's)."""
+    """The catalogue entry of a report row (probe and attack rows included); None when unknown, or
+    when it does not apply to ``modality`` (NeurIPS 2023's ``forget_quality`` is not TOFU's)."""
     spec = METRICS.get(name)
+    if spec is None and ATTACK_SEP in name:
+        spec = attack_metric(name)
     if spec is None and name.startswith(PROBE_PREFIX):
         spec = probe_metric(name[len(PROBE_PREFIX) :])
     if spec is not None and modality is not None and modality not in spec.modalities:

@@ -1,0 +1,214 @@
+"""Attacks on an unlearned model: each returns an attacked *copy* (the caller's model is never touched)
+and the split the attacked copy is measured on. ``ob.evaluate(..., attacks=[...])`` applies every
+attack with the same seed and budget to the model and to the oracles, so a result is judged by its
+gap to oracle A *under the same attack*, with oracle B under that attack as the noise floor.
+
+* ``relearn``: fine-tune on a seeded part of D_f (default 20%; by subject where the data names
+  subjects, e.g. the people scenario's persons), measure the rest of D_f ("unlearning isn't robust to
+  relearning", Hu et al. 2024; "From Dormant to Deleted", 2025).
+* ``relearn-retain``: fine-tune on D_r only, measure D_f (knowledge that was hidden, not removed,
+  comes back from neighbouring data).
+* ``quantize-int8`` / ``quantize-int4``: a weight round trip through per-channel int8 or group-wise
+  symmetric 4-bit integers (Zhang et al., ICLR 2025: 4-bit quantization restores "forgotten" facts).
+  The round trip is explicit (what torchao's int8 weight-only and int4 group-wise schemes store),
+  so it runs on any device and is bit-for-bit repeatable.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.datasets import ArrayDataset, Data, subset
+from ..data.splits import ForgetSplit
+from ..data.text import TextData
+from ..objectives import Task
+
+
+@dataclass(frozen=True)
+class Relearn:
+    """Fine-tune a copy for ``steps`` Adam steps on ``fraction`` of the forget set (``source="forget"``)
+    or on the retain set (``source="retain"``), batches drawn with replacement from a seeded generator.
+
+    Defaults per modality (None): classifiers 20 steps, batch 32, lr 1e-3; causal LMs 10 steps,
+    batch 8, lr 1e-3 (the budget of the LM relearning table: a few minutes of an adversary's GPU)."""
+
+    fraction: float = 0.2
+    steps: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    source: str = "forget"
+
+    def __post_init__(self) -> None:
+        if self.source not in ("forget", "retain"):
+            raise ValueError(f"relearn source must be 'forget' or 'retain', got {self.source!r}")
+        if not 0 < self.fraction < 1:
+            raise ValueError(f"relearn fraction must be in (0, 1), got {self.fraction}")
+        for k in ("steps", "batch_size"):
+            v = getattr(self, k)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"relearn {k} must be an integer >= 1, got {v!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"relearn lr must be > 0, got {self.lr}")
+
+    @property
+    def name(self) -> str:
+        return "relearn" if self.source == "forget" else "relearn-retain"
+
+    def measured_split(self, data: Data, split: ForgetSplit, seed: int) -> ForgetSplit:
+        """The split an attacked model is measured on (the forget rows not relearned)."""
+        return self.parts(data, split, seed)[1]
+
+    def parts(self, data: Data, split: ForgetSplit, seed: int) -> tuple[torch.Tensor, ForgetSplit]:
+        """(rows fine-tuned on, the split measured afterwards); the same for every model of a seed."""
+        if self.source == "retain":
+            return split.retain_ids, split
+        ids = split.forget_ids
+        groups = getattr(data, "groups", None)
+        g = np.random.default_rng(seed)
+        if groups is not None:  # by subject: relearn some people, measure the others
+            owners = np.asarray(groups)[ids.numpy()]
+            subjects = np.unique(owners[owners >= 0])
+            if len(subjects) >= 2:
+                k = min(len(subjects) - 1, max(1, round(self.fraction * len(subjects))))
+                chosen = np.isin(owners, g.choice(subjects, k, replace=False))
+                return ids[torch.from_numpy(chosen)], dataclasses.replace(
+                    split, forget_ids=ids[~torch.from_numpy(chosen)]
+                )
+        if len(ids) < 2:
+            raise ValueError("the relearn attack needs at least 2 forget examples (one to relearn, one to measure)")
+        k = min(len(ids) - 1, max(1, round(self.fraction * len(ids))))
+        pick = torch.from_numpy(g.permutation(len(ids))[:k])
+        keep = torch.ones(len(ids), dtype=torch.bool)
+        keep[pick] = False
+        return ids[pick], dataclasses.replace(split, forget_ids=ids[keep])
+
+    def apply(
+        self, model: nn.Module, data: Data, split: ForgetSplit, task: Task, *, seed: int = 0
+    ) -> tuple[nn.Module, ForgetSplit]:
+        rows, measured = self.parts(data, split, seed)
+        lm = isinstance(data, TextData)
+        steps = self.steps or (10 if lm else 20)
+        batch_size = self.batch_size or (8 if lm else 32)
+        lr = self.lr or 1e-3
+        attacked = copy.deepcopy(model)
+        device = next(attacked.parameters()).device
+        opt = torch.optim.Adam([p for p in attacked.parameters() if p.requires_grad], lr=lr)
+        g = torch.Generator().manual_seed(seed)
+        train = subset(data.train, rows)
+        attacked.train()
+        for _ in range(steps):
+            pick = torch.randint(len(rows), (min(batch_size, len(rows)),), generator=g)
+            batch = task.to(_rows_batch(train, pick), device)
+            loss = task.losses(task.logits(attacked, batch), batch).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return attacked.eval(), measured
+
+
+def _rows_batch(dataset: Any, rows: torch.Tensor) -> Any:
+    """A batch of ``rows`` in the task's format: text datasets batch themselves, tensor datasets stack."""
+    if hasattr(dataset, "batch"):
+        return dataset.batch(rows)
+    if isinstance(dataset, ArrayDataset):
+        return dataset.x[rows], dataset.y[rows]
+    items = [dataset[int(i)] for i in rows]
+    return tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(len(items[0])))
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """Round-trip every weight matrix (Linear, Conv, Embedding: parameters with ≥ 2 dims) through
+    symmetric integers: ``bits=8`` one scale per output channel, ``bits=4`` one scale per group of
+    ``group_size`` consecutive input weights (torchao's int4 weight-only layout). Biases and norms stay."""
+
+    bits: int = 8
+    group_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.bits not in (4, 8):
+            raise ValueError(f"quantize bits must be 4 or 8, got {self.bits}")
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {self.group_size}")
+
+    @property
+    def name(self) -> str:
+        return f"quantize-int{self.bits}"
+
+    def measured_split(self, data: Data, split: ForgetSplit, seed: int) -> ForgetSplit:
+        return split
+
+    def apply(
+        self, model: nn.Module, data: Data, split: ForgetSplit, task: Task, *, seed: int = 0
+    ) -> tuple[nn.Module, ForgetSplit]:
+        attacked = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in attacked.parameters():  # tied weights are one parameter, rounded once
+                if p.dim() >= 2 and p.is_floating_point():
+                    p.copy_(round_trip(p, self.bits, self.group_size))
+        return attacked.eval(), split
+
+
+def round_trip(w: torch.Tensor, bits: int, group_size: int = 32) -> torch.Tensor:
+    """``w`` quantized to signed ``bits``-bit integers and back (symmetric, zero kept exact)."""
+    qmax = 2 ** (bits - 1) - 1
+    rows = w.reshape(w.shape[0], -1).float()
+    if bits == 8:
+        groups = rows.unsqueeze(1)  # [out, 1, in]: one scale per output channel
+    else:
+        pad = (-rows.shape[1]) % group_size
+        groups = torch.nn.functional.pad(rows, (0, pad)).reshape(rows.shape[0], -1, group_size)
+    scale = groups.abs().amax(-1, keepdim=True).clamp_min(1e-12) / qmax
+    q = (groups / scale).round().clamp(-qmax - 1, qmax) * scale
+    return q.reshape(rows.shape[0], -1)[:, : rows.shape[1]].reshape(w.shape).to(w.dtype)
+
+
+Attack = Relearn | Quantize
+
+#: the attacks by name, at their defaults
+ATTACKS: dict[str, Attack] = {
+    "relearn": Relearn(),
+    "relearn-retain": Relearn(source="retain"),
+    "quantize-int8": Quantize(8),
+    "quantize-int4": Quantize(4),
+}
+
+
+def parse_attack(spec: str | Mapping[str, Any] | Attack) -> Attack:
+    """An attack from its name (``"relearn"``), a one-key mapping of name to parameters (YAML:
+    ``{relearn: {fraction: 0.5, steps: 20}}``) or an attack object."""
+    if isinstance(spec, (Relearn, Quantize)):
+        return spec
+    if isinstance(spec, str):
+        name, params = spec, {}
+    elif isinstance(spec, Mapping) and len(spec) == 1:
+        name, params = next(iter(spec.items()))
+        params = dict(params or {})
+    else:
+        raise ValueError(f"an attack is a name or a one-key mapping of name to parameters, got {spec!r}")
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; available: {sorted(ATTACKS)}")
+    try:
+        return dataclasses.replace(ATTACKS[name], **params)
+    except TypeError as e:
+        raise ValueError(f"bad parameters for attack {name!r}: {e}") from None
+
+
+def parse_attacks(specs: Sequence[str | Mapping[str, Any] | Attack] | None) -> list[Attack]:
+    attacks = [parse_attack(s) for s in specs or ()]
+    names = [a.name for a in attacks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"attack {dupes} given twice: each attack names its report rows")
+    return attacks
+
+
+__all__ = ["ATTACKS", "Attack", "Quantize", "Relearn", "parse_attack", "parse_attacks", "round_trip"]
