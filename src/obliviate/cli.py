@@ -69,7 +69,8 @@ def demo(
         _fail(str(e))
     size = f"{split.kind} = {len(split)} examples" if split is not None else spec.label
     console.print(
-        f"[bold]{data.name}[/bold]: {len(data.train)} train / {len(data.test)} test / {len(data.val)} val; "
+        f"[bold]{data.name}[/bold]: {len(data.train)} train / {len(data.test)} test / "
+        f"{0 if data.val is None else len(data.val)} val; "
         f"forget {size}; recipe {recipe.architecture}, {recipe.epochs} epochs"
     )
     try:
@@ -172,8 +173,10 @@ def _load_inputs(
         split = ob.ForgetSplit.load(split_file)
     elif forget is not None:
         split = ForgetSpec.parse(forget).split(data, seed)
-    else:
+    elif forget_ids is not None:
         split = ob.ForgetSplit.from_ids(data.train, [int(t) for t in forget_ids.read_text().split()])
+    else:  # unreachable: exactly one was given (checked above)
+        raise ValueError("give exactly one of --split, --forget or --forget-ids")
     return model, data, split
 
 

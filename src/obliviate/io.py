@@ -67,5 +67,5 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(Path(path), json.dumps(obj, indent=2, default=str))
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())

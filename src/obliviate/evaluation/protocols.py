@@ -92,7 +92,9 @@ def neurips23(
     forget_quality, eps = neurips23_score(unlearned_conf, oracle_conf)
     values = {
         "forget_quality": forget_quality,
-        "neurips23_score": float(neurips23_final_score(forget_quality, np.mean(ra_u), ra_r, np.mean(ta_u), ta_r)),
+        "neurips23_score": float(
+            neurips23_final_score(forget_quality, float(np.mean(ra_u)), ra_r, float(np.mean(ta_u)), ta_r)
+        ),
         "retain_acc": float(np.mean(ra_u)),
         "test_acc": float(np.mean(ta_u)),
         "seconds": float(np.mean(seconds)),

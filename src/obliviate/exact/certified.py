@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -114,7 +115,7 @@ class CertifiedLogistic:
 
     def _train(self) -> None:
         rng = np.random.default_rng([self.seed, self.retrains])
-        x, d = self.x[self.alive], self.x.shape[1]
+        x, d = self.x[self.alive], int(self.x.shape[1])
         self.b, self.w = [], []
         for t in self._targets(self.y[self.alive]):
             b = rng.normal(0, self.sigma, d)
@@ -197,7 +198,8 @@ class CertifiedLogistic:
     def save(self, path: str | Path) -> Path:
         """One ``.npz`` (no pickled objects): data, noise, weights and the budget spent, so removals can go on."""
         path = Path(path)
-        arrays = {k: np.asarray(getattr(self, k)) for k in self._ARRAYS}
+        # Any values: numpy's stub would otherwise match the dict against savez's allow_pickle: bool
+        arrays: dict[str, Any] = {k: np.asarray(getattr(self, k)) for k in self._ARRAYS}
         arrays.update(
             w=np.stack(self.w), b=np.stack(self.b), scalars=np.array([float(getattr(self, k)) for k in self._SCALARS])
         )

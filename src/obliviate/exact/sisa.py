@@ -178,6 +178,8 @@ class SISA:
         return self
 
     def _drop(self, ids: torch.Tensor) -> dict[int, int]:
+        if self.assign is None:  # unreachable: fit() partitions first, delete() checks
+            raise RuntimeError("fit() first")
         first: dict[int, int] = {}
         for i in ids.tolist():
             s, r = (int(v) for v in self.assign[i])
@@ -274,7 +276,7 @@ class SISA:
                 sisa.assign[ids, 0], sisa.assign[ids, 1] = s, r
         sisa.checkpoints = []
         for s in range(sisa.shards):
-            shard = []
+            states: list[State] = []
             for r in range(sisa.slices):
                 pre = f"{s}.{r}."
                 model = {k[len(pre) + 6 :]: v for k, v in t.items() if k.startswith(pre + "model.")}
@@ -283,10 +285,10 @@ class SISA:
                     if k.startswith(pre + "opt."):
                         i, name = k[len(pre) + 4 :].split(".", 1)
                         state.setdefault(int(i), {})[name] = v
-                shard.append(
+                states.append(
                     {"model": model, "optimizer": {"state": state, "param_groups": meta["param_groups"][f"{s}.{r}"]}}
                 )
-            sisa.checkpoints.append(shard)
+            sisa.checkpoints.append(states)
         return sisa
 
     # ---- inference --------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     model = ARCHITECTURES[name](tuple(input_shape), num_classes, **kwargs)
     # Plain-data description kept on the module so a saved checkpoint can be rebuilt by name.
-    model.obliviate_spec = {
+    model.obliviate_spec = {  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
         "architecture": name,
         "input_shape": list(input_shape),
         "num_classes": num_classes,

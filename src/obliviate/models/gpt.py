@@ -19,7 +19,8 @@ def tiny_gpt2(
     slows memorization, which is what these models are for)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(
+    # loss_type is a PretrainedConfig keyword that GPT2Config's declared signature leaves out
+    cfg = GPT2Config(  # type: ignore[call-arg]
         vocab_size=vocab_size,
         n_positions=context,
         n_embd=width,

@@ -75,7 +75,8 @@ class TrainingLog:
     recipe: dict[str, Any]
     seed: int
     seconds: float
-    n_examples: int
+    #: training-set size; None where unknown (an ``Ensemble`` built without ``n_examples``)
+    n_examples: int | None
     dataset: str | None = None
     events: dict[str, torch.Tensor] = field(default_factory=dict)
     updates: UpdateLog | None = None

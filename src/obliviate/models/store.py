@@ -84,7 +84,7 @@ def load_model(folder: str | Path, model: nn.Module | None = None) -> tuple[nn.M
         events = folder / "learning_events.safetensors"
         logged = load_state(events) if events.exists() else {}
         updates = folder / "update_log.safetensors"
-        model.obliviate_log = TrainingLog(
+        model.obliviate_log = TrainingLog(  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
             **manifest["training"],
             events=logged,
             updates=UpdateLog.from_state(load_state(updates)) if updates.exists() else None,

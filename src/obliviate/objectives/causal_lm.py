@@ -114,7 +114,8 @@ class CausalLMTask:
         ds = _text(dataset)
         if len(ds) == 0:
             raise ValueError("dataset is empty")
-        vocab = model.get_input_embeddings().num_embeddings
+        # a transformers model's method; nn.Module types unknown attributes as Tensor | Module
+        vocab = model.get_input_embeddings().num_embeddings  # type: ignore[operator]
         if int(ds.ids.max()) >= vocab:
             raise ValueError(f"token id {int(ds.ids.max())} is outside the model's vocabulary of {vocab}")
         context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)

@@ -233,7 +233,7 @@ def ma_histograms(records: list[dict], colors: dict[str, str]) -> bytes | None:
     """Per-sequence memorization accuracy on the forget set: one small histogram per model against
     oracle A's (grey), pooled over seeds. A mean MA can match the oracle's while a few sequences stay
     fully memorized; the histogram shows them (reference A1.2: judge LMs per sequence)."""
-    models = {}
+    models: dict[str, list[float]] = {}
     reference: list[float] = []
     for rec in records:
         if "forget_ma" not in rec:
@@ -246,7 +246,7 @@ def ma_histograms(records: list[dict], colors: dict[str, str]) -> bytes | None:
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig = Figure(figsize=(3.0 * cols, 2.2 * rows))
-    bins = np.linspace(0, 1, 11)
+    bins = np.linspace(0, 1, 11).tolist()
     for i, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, i + 1)
         if reference:

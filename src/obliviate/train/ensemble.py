@@ -151,7 +151,7 @@ class Ensemble:
         if missing:
             raise ValueError(f"the ensemble lacks tensors {missing[:5]} of the recipe's model")
         model.eval()
-        model.obliviate_log = TrainingLog(
+        model.obliviate_log = TrainingLog(  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
             recipe=self.recipe.to_dict(),
             seed=self.seeds[k],
             seconds=self.seconds / len(self),

@@ -84,7 +84,8 @@ def fit_causal_lm(
     for _ in range(steps):
         rows = torch.multinomial(data.weights, batch_size, replacement=True, generator=g)
         batch = task.to(data.batch(rows), acc.device)
-        shard = tuple(t[rank::world] for t in batch)
+        ids, mask, labels = batch
+        shard = (ids[rank::world], mask[rank::world], labels[rank::world])
         loss = task.losses(task.logits(wrapped, shard), shard).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at step {len(log.loss)}")
@@ -136,5 +137,8 @@ def train_causal_lm(
         progress=progress,
         cpu=cpu,
     )
-    model.obliviate_log = TrainingLog(recipe=recipe.to_dict(), seed=seed, seconds=log.seconds, n_examples=len(data))
+    # torch types Module.__setattr__ as Tensor | Module only
+    model.obliviate_log = TrainingLog(  # type: ignore[assignment]
+        recipe=recipe.to_dict(), seed=seed, seconds=log.seconds, n_examples=len(data)
+    )
     return model

@@ -117,8 +117,11 @@ def train(
     if recipe.architecture == LM_ARCHITECTURE or recipe.steps is not None:
         if log_updates:
             raise ValueError("log_updates is for epoch-trained classifiers, not LM recipes")
+        from ..data.text import TextDataset
         from .lm import train_causal_lm  # accelerate loads only for language models
 
+        if not isinstance(dataset, TextDataset):
+            raise TypeError(f"an LM recipe trains on an obliviate TextDataset, got {type(dataset).__name__}")
         return train_causal_lm(recipe, dataset, seed, device=device, progress=progress)
     device = resolve_device(device)
     logged = _logged_ids(log_updates, len(dataset))
@@ -154,7 +157,7 @@ def train(
             before_step=None if updates is None else updates.before_step,
             on_step=None if updates is None else updates.after_step,
         )
-    model.obliviate_log = TrainingLog(
+    model.obliviate_log = TrainingLog(  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
         recipe=recipe.to_dict(),
         seed=seed,
         seconds=time.perf_counter() - start,

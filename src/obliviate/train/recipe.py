@@ -67,7 +67,7 @@ class Recipe:
             return tiny_gpt2(self.num_classes, context=self.input_shape[0], seed=seed or 0, **self.arch_kwargs)
         return build(self.architecture, self.input_shape, self.num_classes, **self.arch_kwargs)
 
-    def make_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    def make_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         return make_optimizer(self.optimizer, params, self.lr, self.momentum, self.weight_decay)
 
     def replace(self, **changes: Any) -> Recipe:
@@ -129,7 +129,7 @@ class Recipe:
 
 
 def make_optimizer(
-    name: str, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+    name: str, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.9, weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
     """The optimisers recipes and methods use: ``sgd`` (with momentum), ``adam``, ``adamw``."""
     params = [p for p in params if p.requires_grad]
