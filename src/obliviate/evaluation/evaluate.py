@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -157,7 +158,12 @@ def _specs(names: list[str], modality: Modality) -> list[Metric]:
     out = [m for m in specs if m is not None]
     for m in list(out):  # a composite brings the metrics it is made of, so it is never silently missing
         if m.kind == "composite":
-            out = [spec_of(d, modality) for d in m.needs if d not in [s.name for s in out]] + out  # type: ignore[misc]
+            have = [s.name for s in out]
+            extra = [(d, spec_of(d, modality)) for d in m.needs if d not in have]
+            unknown = [d for d, s in extra if s is None]
+            if unknown:
+                raise ValueError(f"composite {m.name!r} needs {unknown}, unknown for {modality.value} models")
+            out = [s for _, s in extra if s is not None] + out
     return out
 
 
@@ -276,7 +282,15 @@ def evaluate(
     details: dict[str, Any] = {"outputs": outs}
     if seconds is not None:
         values["seconds"] = seconds
-    oracles = [] if oracle is None else list(oracle) if isinstance(oracle, (list, tuple)) else [oracle]
+    oracles: list[nn.Module | UnlearningResult]
+    if oracle is None:
+        oracles = []
+    elif isinstance(oracle, (list, tuple)):
+        oracles = list(oracle)
+    elif isinstance(oracle, Sequence):
+        raise TypeError(f"pass several oracles as a list or a tuple, not a {type(oracle).__name__}")
+    else:
+        oracles = [oracle]
     if attack_list and not oracles:
         raise ValueError("attacks are judged against the oracle under the same attack: pass oracle=")
     if not oracles:
@@ -350,14 +364,14 @@ def _attacked(
             attacked, _ = attack.apply(m, data, split, task, seed=seed)
             return _model_values(rows, outputs(attacked, measured)), before(m, measured)
 
-        res = [memo(("attack", *tag, id(m)), m, lambda m=m, run=run: run(m)) for m in models]
+        res = [memo(("attack", *tag, id(m)), m, partial(run, m)) for m in models]
         prefix = attack.name + "/"
         values.update({prefix + k: v for k, v in res[0][0].items()})
         ref.update({prefix + k: v for k, v in res[1][0].items()})
         if len(res) > 2:
             floor.update({prefix + k: abs(res[2][0][k] - v) for k, v in res[1][0].items() if k in res[2][0]})
         if original is not None:
-            orig = memo(("attack-before", *tag, id(original)), original, lambda m=measured: before(original, m))
+            orig = memo(("attack-before", *tag, id(original)), original, partial(before, original, measured))
             dist = orig - res[1][1]
             rec = [float("nan") if abs(dist) < 1e-12 else (after[primary.name] - b) / dist for after, b in res]
             values[prefix + "recovery"], ref[prefix + "recovery"] = rec[0], rec[1]

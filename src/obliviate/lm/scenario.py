@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,8 @@ def qa_prompt(question: str) -> str:
 class Scenario:
     """Everything ``lm-demo`` and the LM benchmarks train and judge on."""
 
-    tokenizer: object
+    #: a transformers tokenizer (``train_tokenizer``'s)
+    tokenizer: Any
     people: People
     forget_people: list[Person]
     retain_people: list[Person]
@@ -49,11 +51,15 @@ class Scenario:
 
     @property
     def forget(self) -> TextDataset:
-        return self.split.forget_set(self.train)
+        rows = self.split.forget_set(self.train)
+        assert isinstance(rows, TextDataset)  # rows of a TextDataset are one (TextDataset.subset)
+        return rows
 
     @property
     def retain(self) -> TextDataset:
-        return self.split.retain_set(self.train)
+        rows = self.split.retain_set(self.train)
+        assert isinstance(rows, TextDataset)  # rows of a TextDataset are one (TextDataset.subset)
+        return rows
 
     def secret_probe(self, people: list[Person]) -> TextDataset:
         """Prompt ``"{name}'s secret id is"``, scored continuation ``" {secret}"`` (no end token):

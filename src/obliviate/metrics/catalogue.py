@@ -518,7 +518,7 @@ METRICS: dict[str, Metric] = {
         Metric(
             "ppl_change",
             "model",
-            lambda o: o.perplexity / o.calibration.perplexity - 1,  # type: ignore
+            lambda o: o.perplexity / o.calibration.perplexity - 1,
             "relative perplexity change on held-out text vs the original (utility)",
             modalities=L,
             source="MUSE utility",
