@@ -145,6 +145,7 @@ def _lm() -> tuple[nn.Module, TextDataset, TextDataset, CharTokenizer]:
 def _data() -> Data:
     data = load("digits", val_fraction=0.5, seed=0)
     keep = torch.arange(600)  # a small training set keeps ~20 methods x 2 models within seconds each
+    assert isinstance(data.train, ArrayDataset)  # digits
     return dataclasses.replace(data, train=data.train.subset(keep))
 
 
@@ -192,8 +193,29 @@ def _run(
 
 
 def _architectures(cls: type[Method]) -> tuple[str, ...]:
-    """The models a method is checked on: MLP and CNN for classification, the tiny GPT for "lm"."""
-    return (("mlp", "cnn") if "classification" in cls.modalities else ()) + (("gpt",) if "lm" in cls.modalities else ())
+    """The models a method is checked on: MLP and CNN for classification, the tiny GPT for "lm", the
+    unit-test denoiser for "diffusion"."""
+    return (
+        (("mlp", "cnn") if "classification" in cls.modalities else ())
+        + (("gpt",) if "lm" in cls.modalities else ())
+        + (("denoiser",) if "diffusion" in cls.modalities else ())
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _denoiser() -> nn.Module:
+    """The unit-test class-conditional denoiser (T = 100, ~41k parameters), briefly trained with class
+    dropout on the digits subset (~2 s). Diffusion methods forget whole classes, so it is checked
+    on a class split (:func:`_class_split`)."""
+    from .train.diffusion import DiffusionRecipe, train_diffusion
+
+    return train_diffusion(DiffusionRecipe(config="unit-test", steps=30), _data().train, seed=0, progress=False)
+
+
+def _class_split(dataset: ArrayDataset) -> ForgetSplit:
+    """Forget one class that positions 0 and 1 (read by ``unlearn``'s shape check) do not belong to."""
+    keep = set(dataset.y[:2].tolist())
+    return ForgetSplit.by_class(dataset, next(c for c in range(10) if c not in keep))
 
 
 def check_method(
@@ -213,6 +235,8 @@ def check_method(
     params = dict(params or {})
     architectures = _architectures(cls) if architectures is None else architectures
     data = _data()
+    train = data.train
+    assert isinstance(train, ArrayDataset)  # digits (_data)
     failures: list[str] = []
     ran: list[str] = []
 
@@ -227,19 +251,25 @@ def check_method(
         # that declares it never reads the retain set, the guard is off so the spy sees its reads only.
         kwargs: dict[str, Any] = {} if "retain" in cls.reads else {"collapse_drop": None}
         spy: SpyDataset | SpyText
+        dataset: ArrayDataset | TextDataset
+        tensors: tuple[torch.Tensor, ...]
         if arch == "gpt":
             original, dataset, held, tok = _lm()
             spy, template = SpyText(dataset), copy.deepcopy(original)
             tensors = (dataset.ids, dataset.mask, dataset.labels)
             kwargs.update(val=held, task=CausalLMTask(tok))
+        elif arch == "denoiser":
+            original, dataset = _denoiser(), train
+            spy, template = SpyDataset(dataset), copy.deepcopy(original)
+            tensors = (train.x, train.y)
         else:
             original, recipe = _original(arch, "update_log" in cls.needs)
-            dataset, template = data.train, None
+            dataset, template = train, None
             spy = SpyDataset(dataset)
-            tensors = (data.train.x, data.train.y)
+            tensors = (train.x, train.y)
             kwargs.update(val=data.val, recipe=recipe)
         before = _state(original)
-        split = _split(len(spy))
+        split = _class_split(train) if arch == "denoiser" else _split(len(spy))
         data_before = [t.clone() for t in tensors]
 
         instances: list[Method] = []

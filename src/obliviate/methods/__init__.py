@@ -7,7 +7,7 @@ from .base import Context, Diverged, Method, Params, available, get, register
 from .result import UnlearningResult
 from .unlearn import unlearn
 
-_SUPPORT = {"base", "common", "lm_common", "result", "unlearn"}
+_SUPPORT = {"base", "common", "diffusion_common", "lm_common", "result", "unlearn"}
 # Every other module in this package is one method that registers itself on import: adding a
 # method is adding a file.
 for _info in pkgutil.iter_modules(__path__):
