@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["methods", "exact", "testing"], 2),
     "evaluation": 3,
     "": 4,
-    **dict.fromkeys(["bench", "report", "evidence", "lm"], 5),  # application code
+    **dict.fromkeys(["bench", "report", "evidence", "lm", "diffusion"], 5),  # application code
     **dict.fromkeys(["cli", "__main__"], 6),
 }
 
