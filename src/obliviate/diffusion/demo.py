@@ -51,7 +51,9 @@ class DemoConfig:
 
     dataset: str = "digits"
     forget: int = 3
-    recipe: DiffusionRecipe = field(default_factory=lambda: DiffusionRecipe(config="digits-demo", steps=300))
+    #: lr 2e-3: at 1e-3 the 300-step original's retained samples were recognised 81% of the time, at
+    #: 2e-3 96% (measured, judge MLP; the reference spec's gate is 90%)
+    recipe: DiffusionRecipe = field(default_factory=lambda: DiffusionRecipe(config="digits-demo", steps=300, lr=2e-3))
     plan: SamplingPlan = field(default_factory=SamplingPlan)
     seed: int = 0
     #: oracle B (the floor) is trained with seed + this (the bench's oracle policy)
