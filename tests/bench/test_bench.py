@@ -58,6 +58,8 @@ def _error(text: str) -> str:
         ("forget:\n  - random: 0.1", "forget:\n  - random: 0.1\n  - predicate: ''", 8, "predicate takes"),
         ("  - name: digits", "  - name: digits\n    recipe: {epochs: 0}", 6, "bad recipe"),
         ("  - none", "  - none\n  - scrub: {tune: {budget: 0}}", 10, "must be >= 1"),
+        ("threads: 1", "threads: 1\nattacks: [prune]", 4, "unknown attack 'prune'"),
+        ("threads: 1", "threads: 1\nattacks: [{relearn: {epochs: 2}}]", 4, "bad parameters for attack"),
     ],
 )
 def test_bad_config_names_the_line(old: str, new: str, line: int, words: str) -> None:
@@ -253,4 +255,10 @@ def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histog
     cells = list(iter_cells(res.out))
     assert all(len(c["forget_ma"]) == len(split) for c in cells)
     assert all(len(c["forget_ma_reference"]) == len(split) for c in cells if c["cell"]["method"] == "oracle")
-    assert 'alt="per-sequence MA"' in build_report(res.out).read_text()
+    html = build_report(res.out).read_text()
+    assert 'alt="per-sequence MA"' in html and "<h3>Under attack</h3>" in html
+    # attacked rows: every method and oracle B against oracle A under the same attack
+    for row in ("relearn/forget_ma", "relearn/recovery", "quantize-int4/extraction_forget"):
+        assert set(res.summary[res.summary.metric == row].method) == {"ga", "grad-diff", "npo", "simnpo", "oracle"}
+    oracle_b = s.loc[("oracle", "relearn/forget_ma")]
+    assert oracle_b["gap"] == pytest.approx(oracle_b["floor"]) and oracle_b["floor"] > 0

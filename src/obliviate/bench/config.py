@@ -51,6 +51,8 @@ TOP_KEYS = {
     "methods": "list of methods ('all' = every registered method but retrain)",
     "metrics": "metrics to compute (default: ob.evaluate's defaults)",
     "composite": "metric the leaderboard is sorted by (default avg_gap)",
+    "attacks": "attacks every model and oracle is also judged under: names (relearn, relearn-retain, "
+    "quantize-int8, quantize-int4) or {name: {parameters}}",
     "tune": "defaults for tuned methods: {budget, objective}",
     "epsilon": "per-example epsilon (NeurIPS 2023 protocol): {n_models, methods}",
     "roc": "store MIA ROC curves per cell (default true)",
@@ -110,6 +112,7 @@ class BenchConfig:
     oracles: int = 2
     metrics: tuple[str, ...] | None = None
     composite: str = "avg_gap"
+    attacks: tuple[Any, ...] = ()
     epsilon: dict[str, Any] | None = None
     roc: bool = True
     threads: int | None = None
@@ -190,6 +193,7 @@ def load_config(path: str | Path | None = None, *, text: str | None = None) -> B
         oracles=_oracles(where, raw.get("oracles", 2)),
         metrics=_metrics(where, raw.get("metrics")),
         composite=_composite(where, raw.get("composite", "avg_gap")),
+        attacks=_attacks(where, raw.get("attacks")),
         epsilon=_epsilon(where, raw.get("epsilon")),
         roc=_bool(where, ("roc",), raw.get("roc", True)),
         threads=None if raw.get("threads") is None else _int(where, ("threads",), raw["threads"], lo=1),
@@ -314,7 +318,8 @@ def _methods(where: _Where, raw: dict) -> tuple[MethodSpec, ...]:
     _check_tune(where, ("tune",), tune_defaults)
     out: list[MethodSpec] = []
     for i, m in enumerate(_list(where, raw, "methods")):
-        path = ("methods", i)
+        path: tuple[Any, ...] = ("methods", i)
+        spec: Any
         line = where.lines.get(path, 0)
         if m == "all":
             out += [MethodSpec(n, line=line) for n in available("classification") if n != "retrain"]
@@ -381,6 +386,21 @@ def _metrics(where: _Where, v: Any) -> tuple[str, ...] | None:
     for i, name in enumerate(v):
         if name not in METRICS:
             raise where.error(("metrics", i), f"unknown metric {name!r}; available: {sorted(METRICS)}")
+    return tuple(v)
+
+
+def _attacks(where: _Where, v: Any) -> tuple[Any, ...]:
+    """Attack specs as written (names or one-key mappings), checked now rather than after training."""
+    from ..evaluation.attacks import parse_attacks
+
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not v:
+        raise where.error(("attacks",), "attacks must be a non-empty list of attack names or {name: {parameters}}")
+    try:
+        parse_attacks(v)
+    except ValueError as e:
+        raise where.error(("attacks",), str(e)) from None
     return tuple(v)
 
 

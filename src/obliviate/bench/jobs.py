@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from ..data.datasets import Data, load
+from ..data.datasets import Data, SizedDataset, load
 from ..data.splits import ForgetSplit
 from ..io import read_json, write_json
 from ..train.recipe import LM_ARCHITECTURE, Recipe
@@ -42,6 +42,14 @@ def _load_data(key: str) -> Data:
         keep = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:n]
         data = data.subset_train(keep.sort().values)
     return data
+
+
+def fingerprint(ds: SizedDataset) -> str:
+    """Content hash keying a benchmark dataset's caches (``ArrayDataset`` / ``TextDataset.fingerprint()``)."""
+    fp = getattr(ds, "fingerprint", None)
+    if not callable(fp):
+        raise TypeError(f"a benchmark dataset needs a fingerprint() method; {type(ds).__name__} has none")
+    return fp()
 
 
 def data_of(spec: DatasetSpec | dict) -> Data:
@@ -144,6 +152,7 @@ class Cell(Job):
     params: dict[str, Any] | None = None
     tuning: str | None = None
     metrics: tuple[str, ...] | None = None
+    attacks: tuple[Any, ...] = ()
     roc: bool = True
     epsilon: int | None = None
     save_model: str | None = None  # also keep the unlearned model here (presets that hand models out)
@@ -188,8 +197,8 @@ def train_original_job(job: TrainOriginal) -> str:
     path = Path(job.path)
     if not job.done():
         data, recipe = data_of(job.data), Recipe.from_dict(job.recipe)
-        log = {"log_updates": torch.tensor(job.log_ids)} if job.log_ids else {}
-        model = train(recipe, data.train, seed=job.seed, device=job.device, progress=False, **log)
+        log_updates = torch.tensor(job.log_ids) if job.log_ids else None
+        model = train(recipe, data.train, seed=job.seed, device=job.device, progress=False, log_updates=log_updates)
         _atomic_dir(
             path, lambda p: save_model(model, p, {"role": "original", "key": job.key, "dataset": job.data["name"]})
         )
@@ -333,7 +342,8 @@ def cell_job(job: Cell) -> dict:
             progress=False,
             **params,
         )
-    calibrated = {"original": _original(job.original, recipe_key)} if lm else {}
+    # LM rows are calibrated on the original (γ, perplexity); attacks measure recovery against it
+    original = _original(job.original, recipe_key) if lm or job.attacks else None
     report = evaluate(
         result,
         data,
@@ -343,7 +353,8 @@ def cell_job(job: Cell) -> dict:
         seed=job.seed,
         device=job.device,
         cache=_EVAL_CACHE,
-        **calibrated,
+        original=original,
+        attacks=list(job.attacks),
     )
     frame = report.to_frame()
     record: dict[str, Any] = {
@@ -363,7 +374,7 @@ def cell_job(job: Cell) -> dict:
                     oracles[0],
                     data,
                     split,
-                    original=calibrated["original"],
+                    original=original,
                     metrics=["forget_ma"],
                     device=job.device,
                     cache=_EVAL_CACHE,

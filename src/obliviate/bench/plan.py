@@ -21,7 +21,7 @@ from ..data.splits import ForgetSpec, ForgetSplit
 from ..evaluation.oracles import floor_seed, reference_seed, validation_seed
 from ..methods import get as get_method
 from .config import BenchConfig, ConfigError, DatasetSpec, MethodSpec
-from .jobs import Cell, CellId, TrainOracle, TrainOriginal, Tune, data_of, recipe_of
+from .jobs import Cell, CellId, TrainOracle, TrainOriginal, Tune, data_of, fingerprint, recipe_of
 
 
 def digest(obj: Any) -> str:
@@ -41,6 +41,8 @@ def split_for(spec: ForgetSpec, data: Data, seed: int, original_path: str | None
         from ..evaluation.memorization import learning_event_proxy
         from ..models.store import load_model
 
+        if original_path is None:
+            raise ValueError("this forget set is chosen by scores of the trained original: pass its path")
         model, _ = load_model(original_path)
         scores = learning_event_proxy(model, spec.args["score"])
     return spec.split(data, seed, scores=scores)
@@ -112,7 +114,7 @@ class Planner:
         for ds in self.cfg.datasets:
             data = data_of(ds)
             recipe = recipe_of(ds, data, self.device).to_dict()
-            dkey = {**ds.key(), "fingerprint": data.train.fingerprint()}
+            dkey = {**ds.key(), "fingerprint": fingerprint(data.train)}
             for seed in self.cfg.seeds:
                 key = digest({"role": "original", "data": dkey, "recipe": recipe, "seed": seed})
                 path = str(self.cache / "models" / f"original-{key}")
@@ -216,6 +218,7 @@ class Planner:
                     "params": m.params,
                     "tune": m.tune,
                     "metrics": metrics,
+                    **({"attacks": list(cfg.attacks)} if cfg.attacks else {}),  # older cells keep their keys
                     **({"label": m.label} if m.label != m.name else {}),
                     "oracles": list(g.oracles),
                     "roc": cfg.roc,
@@ -239,9 +242,10 @@ class Planner:
                         params=m.params,
                         tuning=tuning,
                         metrics=cfg.metrics,
+                        attacks=cfg.attacks,
                         roc=cfg.roc,
                         epsilon=eps,
-                        save_model=model and str(model),
+                        save_model=None if model is None else str(model),
                     )
                 )
         return files, jobs

@@ -32,7 +32,17 @@ import torch
 from ..executor import Executor, get_executor
 from ..io import atomic_write_text, read_json, write_json
 from .config import BenchConfig, load_config
-from .jobs import ROC_GRID, cell_job, data_of, recipe_of, resolve_device, train_oracle_job, train_original_job, tune_job
+from .jobs import (
+    ROC_GRID,
+    cell_job,
+    data_of,
+    fingerprint,
+    recipe_of,
+    resolve_device,
+    train_oracle_job,
+    train_original_job,
+    tune_job,
+)
 from .plan import Group, Planner, check_against_data
 from .progress import Progress
 from .results import DIRECTION, TIMING_METRICS, iter_cells, read_table, summarize, tidy, write_table
@@ -178,9 +188,9 @@ def _manifest(
     for ds in cfg.datasets:
         data = data_of(ds)
         data_hashes[ds.label] = {
-            "train": data.train.fingerprint(),
-            "test": data.test.fingerprint(),
-            "val": data.val.fingerprint() if data.val is not None else None,
+            "train": fingerprint(data.train),
+            "test": fingerprint(data.test),
+            "val": fingerprint(data.val) if data.val is not None else None,
             "n_train": len(data.train),
         }
     return {

@@ -187,11 +187,12 @@ def parse_attack(spec: str | Mapping[str, Any] | Attack) -> Attack:
     ``{relearn: {fraction: 0.5, steps: 20}}``) or an attack object."""
     if isinstance(spec, (Relearn, Quantize)):
         return spec
+    params: dict[str, Any] = {}
     if isinstance(spec, str):
-        name, params = spec, {}
+        name = spec
     elif isinstance(spec, Mapping) and len(spec) == 1:
-        name, params = next(iter(spec.items()))
-        params = dict(params or {})
+        name, given = next(iter(spec.items()))
+        params = dict(given or {})
     else:
         raise ValueError(f"an attack is a name or a one-key mapping of name to parameters, got {spec!r}")
     if name not in ATTACKS:
