@@ -72,3 +72,23 @@ def test_esd_forgets_the_class_and_keeps_the_rest():
     assert orig["forget_class_rate"] > 0.5
     assert esd["forget_class_rate"] < 0.2
     assert esd["retained_class_acc"] > orig["retained_class_acc"] - 0.10
+
+
+def test_esd_moves_the_forgotten_label_toward_the_negatively_guided_target():
+    data = digits()
+    model = _denoiser()
+    split = ob.ForgetSplit.by_class(data.train, [3])
+    out = ob.unlearn(model, data.train, split, method="esd", steps=20, alpha=0.0).model
+    g = torch.Generator().manual_seed(1)
+    x0 = data.train.x[data.train.y == 3][:64] * 2 - 1
+    t, eps = torch.randint(0, 100, (64,), generator=g), torch.randn(x0.shape, generator=g)
+    f, null = torch.full((64,), 3), torch.full((64,), 10)
+    with torch.no_grad():
+        x_t = model.noisy(x0, t, eps)
+        cond, uncond = model(x_t, t, f), model(x_t, t, null)
+        target = uncond - 1.0 * (cond - uncond)  # η = 1
+
+        def err(m):
+            return float((m(x_t, t, f) - target).pow(2).mean())
+
+        assert err(out) < 0.5 * err(model)
