@@ -47,6 +47,7 @@ from .methods.base import Method, get
 from .models.gpt import tiny_gpt2
 from .objectives import CausalLMTask
 from .train import Recipe, run_epochs, train
+from .train.recipe import LM_ARCHITECTURE
 from .utils import seeded
 
 #: slack (seconds) allowed past a budget: one optimiser step, a guard check and the final copy
@@ -257,7 +258,19 @@ def check_method(
             original, dataset, held, tok = _lm()
             spy, template = SpyText(dataset), copy.deepcopy(original)
             tensors = (dataset.ids, dataset.mask, dataset.labels)
-            kwargs.update(val=held, task=CausalLMTask(tok))
+            # the tiny GPT's recipe (for retrain): the same 1 x 32 model, AdamW, 100 steps of 16 rows
+            lm_recipe = Recipe(
+                LM_ARCHITECTURE,
+                (16,),
+                len(tok),
+                {"layers": 1, "width": 32, "heads": 2, "eos_token_id": tok.eos_token_id},
+                "adamw",
+                1e-2,
+                batch_size=16,
+                schedule="constant",
+                steps=100,
+            )
+            kwargs.update(val=held, task=CausalLMTask(tok), recipe=lm_recipe)
         elif arch == "denoiser":
             original, dataset = _denoiser(), train
             spy, template = SpyDataset(dataset), copy.deepcopy(original)

@@ -147,3 +147,17 @@ def test_attacks_on_a_causal_lm_relearn_some_people_and_measure_the_others():
         oracles[0], data, split, oracle=oracles, original=original, attacks=attacks, metrics=["forget_ma"]
     )
     assert again.gap("relearn/forget_ma") == 0 and again.gap("quantize-int4/forget_ma") == 0
+
+
+def test_retrain_and_none_run_on_causal_lms():
+    """``retrain`` on a language model is the recipe on D_r (oracle A itself: bench trains its LM oracles
+    this way); ``none`` returns a copy of the original."""
+    data, recipe, split, original, (oracle, _) = _setup()
+    res = ob.unlearn(original, data.train, split, "retrain", recipe=recipe, seed=0, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(res.model.state_dict().values(), oracle.state_dict().values()))
+    none = ob.unlearn(original, data.train, split, "none", seed=0, progress=False).model
+    assert none is not original and all(
+        torch.equal(a, b) for a, b in zip(none.state_dict().values(), original.state_dict().values())
+    )
+    with pytest.raises(ValueError, match="steps, not epochs"):
+        ob.unlearn(original, data.train, split, "retrain", recipe=recipe, epochs=2, progress=False)

@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -208,36 +207,22 @@ def train_original_job(job: TrainOriginal) -> str:
 @_threaded
 def train_oracle_job(job: TrainOracle) -> str:
     """Retrain on the retain set (``ob.unlearn(method="retrain")``), timed: the cost reference."""
-    from ..methods.result import UnlearningResult
     from ..methods.unlearn import unlearn
-    from ..train.loop import train
 
     path = Path(job.path)
     if not job.done():
         data, recipe = data_of(job.data), Recipe.from_dict(job.recipe)
         split = ForgetSplit.load(job.split)
-        if is_lm(job.recipe):  # ``retrain`` is a classification method; an LM oracle is the recipe on D_r
-            start = time.perf_counter()
-            model = train(recipe, split.retain_set(data.train), seed=job.seed, device=job.device, progress=False)
-            res = UnlearningResult(
-                model=model,
-                method="retrain",
-                params={},
-                seconds=time.perf_counter() - start,
-                seed=job.seed,
-                split_hash=split.hash,
-            )
-        else:
-            res = unlearn(
-                _model(job.original, job.recipe),
-                data.train,
-                split,
-                method="retrain",
-                seed=job.seed,
-                recipe=recipe,
-                device=job.device,
-                progress=False,
-            )
+        res = unlearn(
+            _model(job.original, job.recipe),
+            data.train,
+            split,
+            method="retrain",
+            seed=job.seed,
+            recipe=recipe,
+            device=job.device,
+            progress=False,
+        )
         _atomic_dir(path, lambda p: res.save(p))
     return str(path)
 

@@ -16,6 +16,7 @@ class Nothing(Method["Nothing.Params"]):
 
     name = "none"
     reads = frozenset()
+    modalities = frozenset({"classification", "lm"})
 
     @dataclass(frozen=True)
     class Params(BaseParams):
