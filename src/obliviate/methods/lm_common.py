@@ -34,6 +34,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, TypeVar
 
 import torch
@@ -41,8 +42,8 @@ from torch import nn
 
 from ..metrics.lm import calibrate_threshold
 from ..utils import progress_bar
-from .base import Context, Method, Params, correct_scores
-from .common import step
+from .base import Context, Method, correct_scores
+from .common import ForgetStepParams, sam_step, step
 
 STOPS = ("aggregate", "sequence", "none")
 RETAINS = ("nll", "kl")
@@ -50,8 +51,9 @@ REFRESHES = ("step", "epoch")
 
 
 @dataclass(frozen=True)
-class LMParams(Params):
-    """Shared by every loop-driven LM method; method classes override the defaults."""
+class LMParams(ForgetStepParams):
+    """Shared by every loop-driven LM method; method classes override the defaults. ``sam_rho``
+    (from :class:`~obliviate.methods.common.ForgetStepParams`) makes the forget term sharpness-aware."""
 
     lr: float = 1e-3
     #: the run ends after max_steps optimiser steps or max_epochs passes through D_f, whichever
@@ -205,6 +207,22 @@ class LMMethod(Method[LP]):
         """The model to return once the loop ends."""
         return model
 
+    def _forget_term(
+        self,
+        model: nn.Module,
+        batch,
+        rows: torch.Tensor,
+        active: torch.Tensor,
+        ctx: Context,
+        logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """γ_f times the mean forget loss of the active rows; the logits are recomputed at the model's
+        current weights when not given (a SAM step's perturbed point)."""
+        if logits is None:
+            logits = ctx.task.logits(model, batch)
+        per_seq = self.forget_losses(model, logits, batch, rows, ctx)
+        return self.params.forget_weight * (per_seq * active).sum() / active.sum()
+
     def retain_loss(self, model: nn.Module, batch, ctx: Context) -> torch.Tensor:
         """α-weighted term on a retain batch: NLL, or token-level KL(original ‖ model)."""
         logits = ctx.task.logits(model, batch)
@@ -264,19 +282,21 @@ class LMMethod(Method[LP]):
             row = {"step": i, "forget_ma_mean": float(seen.mean()), "forget_active": int(active.sum())}
             if gamma is not None:
                 row["above_gamma"] = int((seen > gamma).sum())
-            loss = None
+            loss = retain = None
             if active.any():  # selective: this batch may be done while the others are not
-                per_seq = self.forget_losses(model, logits, batch, rows, ctx)
-                loss = p.forget_weight * (per_seq * active).sum() / active.sum()
+                loss = self._forget_term(model, batch, rows, active, ctx, logits)
                 row["forget_loss"] = float(loss.detach())
                 if retain_iter is not None:
                     _, rb = next(retain_iter)
                     r = self.retain_loss(model, ctx.task.to(rb, ctx.device), ctx)
                     row["retain_loss"] = float(r.detach())
-                    loss = loss + p.alpha * r
+                    retain = p.alpha * r
             ctx.history.append(row)
-            if loss is not None:
-                step(model, opt, loss, ctx, self.name, p.grad_clip)
+            if loss is not None and p.sam_rho:
+                again = partial(self._forget_term, model, batch, rows, active, ctx)
+                sam_step(model, opt, loss, again, p.sam_rho, ctx, self.name, p.grad_clip, retain)
+            elif loss is not None:
+                step(model, opt, loss if retain is None else loss + retain, ctx, self.name, p.grad_clip)
             bar.update()
             if not per_step and (i + 1) % per_epoch == 0:
                 scores = self.forget_scores(model, ctx)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 
 from .base import Context, Method, OptimParams, register
-from .common import ascent_batch_size, ascent_loss, epochs, forward_losses, step
+from .common import (
+    ForgetStepParams,
+    ascent_at,
+    ascent_batch_size,
+    ascent_loss,
+    epochs,
+    forward_losses,
+    sam_step,
+    step,
+)
 
 
 @register
@@ -21,13 +31,15 @@ class NegGrad(Method["NegGrad.Params"]):
 
     Unstable by nature (no retain term); per-example losses are capped at ``loss_cap`` nats so
     ascent stops pushing an example once p_y <= exp(-cap) (``loss_cap=None`` = the paper's form).
+    ``sam_rho > 0`` takes each ascent step at the worst point of a ρ-ball (Fan et al. 2025, see
+    :func:`~obliviate.methods.common.sam_step`).
     """
 
     name = "neggrad"
     search_space = {"lr": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "epochs": (1, 2)}
 
     @dataclass(frozen=True)
-    class Params(OptimParams):
+    class Params(ForgetStepParams, OptimParams):
         lr: float = 1e-3
         epochs: int = 2
         # None: the whole forget set (ascent); widens OptimParams' int, which only code typed on
@@ -46,7 +58,11 @@ class NegGrad(Method["NegGrad.Params"]):
             for _, batch in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
                 _, losses = forward_losses(model, ctx, batch)
                 loss = ascent_loss(losses, p.loss_cap)
-                step(model, opt, loss, ctx, "neggrad", p.grad_clip)
+                if p.sam_rho:
+                    again = partial(ascent_at, model, ctx, batch, p.loss_cap)
+                    sam_step(model, opt, loss, again, p.sam_rho, ctx, "neggrad", p.grad_clip)
+                else:
+                    step(model, opt, loss, ctx, "neggrad", p.grad_clip)
                 total += float(losses.detach().sum())
             return {"forget_loss": total / len(ctx.forget)}
 

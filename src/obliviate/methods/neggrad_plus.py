@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 
 from ..data.loading import endless_batches
 from .base import Context, Method, OptimParams, register
-from .common import ascent_loss, epochs, forward_losses, step
+from .common import ForgetStepParams, ascent_at, ascent_loss, epochs, forward_losses, sam_step, step
 
 
 @register
@@ -23,13 +24,17 @@ class NegGradPlus(Method["NegGradPlus.Params"]):
     beta >= 0.9 left a forgotten class at 55-85% accuracy after one epoch, while on the
     Fashion-MNIST CNN beta 0.8-0.95 over-forgets a *random* forget set (forget accuracy 1-4 points
     below the oracle's, test -2 to -4 points): tune beta for random forgetting.
+
+    ``sam_rho > 0`` smooths the forget term only (Fan et al. 2025's SAM+GradDiff form, see
+    :func:`~obliviate.methods.common.sam_step`): the ascent gradient is taken at the worst point of
+    a ρ-ball, the retain gradient at θ.
     """
 
     name = "neggrad+"
     search_space = {"beta": (0.8, 0.9, 0.95, 0.99), "lr": (0.01, 0.03)}
 
     @dataclass(frozen=True)
-    class Params(OptimParams):
+    class Params(ForgetStepParams, OptimParams):
         _unit_interval = ("beta",)
         beta: float = 0.8
         lr: float = 0.03
@@ -47,9 +52,16 @@ class NegGradPlus(Method["NegGradPlus.Params"]):
             r_total = f_total = 0.0
             for _, batch in ctx.task.batches(ctx.retain, p.batch_size, shuffle=True, generator=ctx.generator):
                 _, r_losses = forward_losses(model, ctx, batch)
-                _, f_losses = forward_losses(model, ctx, next(forget_batches)[1])
-                loss = p.beta * r_losses.mean() + (1 - p.beta) * ascent_loss(f_losses, p.loss_cap)
-                step(model, opt, loss, ctx, "neggrad+", p.grad_clip)
+                f_batch = next(forget_batches)[1]
+                _, f_losses = forward_losses(model, ctx, f_batch)
+                if p.sam_rho:
+                    forget = (1 - p.beta) * ascent_loss(f_losses, p.loss_cap)
+                    again = partial(ascent_at, model, ctx, f_batch, p.loss_cap, 1 - p.beta)
+                    retain = p.beta * r_losses.mean()
+                    sam_step(model, opt, forget, again, p.sam_rho, ctx, "neggrad+", p.grad_clip, retain)
+                else:
+                    loss = p.beta * r_losses.mean() + (1 - p.beta) * ascent_loss(f_losses, p.loss_cap)
+                    step(model, opt, loss, ctx, "neggrad+", p.grad_clip)
                 r_total += float(r_losses.detach().mean())
                 f_total += float(f_losses.detach().mean())
             return {"retain_loss": r_total / steps, "forget_loss": f_total / steps}
