@@ -438,15 +438,18 @@ def lm_demo(
         help="LABEL=METHOD[:key=value,...] to run instead of the defaults "
         "(repeatable), e.g. 'ga-seq=ga:stop=sequence,gamma_stat=max'",
     ),
-    steps: int = typer.Option(800, help="training steps of the original and the oracle (batch 32)"),
+    steps: int = typer.Option(800, help="training steps of the original and the oracles (batch 32)"),
     seed: int = typer.Option(0),
-    out: Path | None = typer.Option(None, help="write every number (JSON) here"),
-    no_cache: bool = typer.Option(
-        False, help="retrain the original and oracle instead of loading them from ~/.cache/obliviate/lm-demo"
-    ),
+    out: Path = typer.Option(Path("runs/lm-demo"), help="folder for the grid (rerun to reuse it) and results.json"),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: CUDA if present)"),
 ) -> None:
-    """Memorize fictitious people's secrets in a tiny GPT, forget 20 people, judge per sequence vs the oracle."""
-    from obliviate.lm import demo
+    """Memorize fictitious people's secrets in a tiny GPT, forget 20 people, judge per sequence vs the oracle.
+
+    A preset over ``obliviate bench`` (the grid of benchmarks/lm-people.yaml): original, oracle A and
+    oracle B (the floor) trained once under OUT/grid, every method row judged by ob.evaluate, also after
+    relearning half the forget people."""
+    from obliviate.bench import ConfigError
+    from obliviate.bench.presets import lm_demo_config, run_lm_demo
 
     methods = None
     if method:
@@ -454,28 +457,29 @@ def lm_demo(
         for spec in method:
             label, _, rest = spec.partition("=")
             name, _, params = rest.partition(":")
-            if not name:
+            if not name or not label:
                 _fail(f"--method {spec!r}: expected LABEL=METHOD[:key=value,...]")
             methods.append((label, name, _parse_params([kv for kv in params.split(",") if kv])))
-    cfg = demo.DemoConfig(steps=steps, seed=seed)
     try:
-        result = demo.run_demo(cfg, methods, cache=None if no_cache else demo.default_cache(), echo=console.print)
-    except (ValueError, RuntimeError) as e:
+        cfg = lm_demo_config(methods, steps=steps, seed=seed, device=device)
+        console.print(
+            f"people scenario: 60 fictitious people, 20 forgotten; tiny GPT-2 trained {steps} steps; "
+            f"{len(cfg.methods)} rows; grid under {out / 'grid'}"
+        )
+        tables, result = run_lm_demo(cfg, out)
+    except (ConfigError, ValueError, RuntimeError) as e:
         _fail(str(e))
-    for title, head, body in demo.format_tables(result):
+    for title, head, body in tables:
         table = Table(title=title)
         for i, col in enumerate(head):
             table.add_column(col, justify="left" if i == 0 else "right")
         for row in body:
             table.add_row(*row)
         console.print(table)
-    for label, row in result["rows"].items():
-        for note in row.get("notes", []):
-            console.print(f"[yellow]{label}[/]: {note}")
-    console.print(f"done in {result['seconds']:.0f} s")
-    if out is not None:
-        demo.save(result, out)
-        console.print(f"results: {out}")
+    console.print(
+        f"computed {result.computed} cells, reused {result.reused}, in {result.seconds:.0f} s; "
+        f"results: {out / 'results.json'}; report: obliviate report {out / 'grid'}"
+    )
 
 
 @app.command("diffusion-demo")

@@ -260,5 +260,36 @@ def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histog
     # attacked rows: every method and oracle B against oracle A under the same attack
     for row in ("relearn/forget_ma", "relearn/recovery", "quantize-int4/extraction_forget"):
         assert set(res.summary[res.summary.metric == row].method) == {"ga", "grad-diff", "npo", "simnpo", "oracle"}
+    from obliviate.bench.presets import lm_tables
+
+    seq, entity, relearn = lm_tables(res.summary)
+    labels = ["oracle A (retrain)", "oracle B (floor)", "ga", "grad-diff", "npo", "simnpo"]
+    assert [r[0] for r in seq[2]] == labels and [r[0] for r in relearn[2]] == labels
+    ref = s.loc[("ga", "forget_ma"), "oracle"]
+    ga_row = seq[2][2]
+    assert ga_row[4] == f"{s.loc[('ga', 'forget_ma'), 'mean']:.3f} ({ref:.3f})"
     oracle_b = s.loc[("oracle", "relearn/forget_ma")]
     assert oracle_b["gap"] == pytest.approx(oracle_b["floor"]) and oracle_b["floor"] > 0
+
+
+def test_lm_demo_preset_is_the_lm_people_grid() -> None:
+    """`obliviate lm-demo` and benchmarks/lm-people.yaml run the same grid (so the committed LM tables are
+    what the demo prints); the preset's table printer reads any grid summary of that shape."""
+    from obliviate.bench.presets import lm_demo_config
+
+    def shape(cfg):
+        return (
+            cfg.datasets,
+            [f.label for f in cfg.forget],
+            [(m.name, m.params, m.label, m.tune) for m in cfg.methods],
+            cfg.seeds,
+            cfg.oracles,
+            cfg.attacks,
+            cfg.composite,
+            cfg.metrics,
+        )
+
+    assert shape(lm_demo_config()) == shape(load_config(ROOT / "benchmarks" / "lm-people.yaml"))
+    small = lm_demo_config([("mine", "ga", {"max_steps": 3})], steps=50, seed=2)
+    assert [m.label for m in small.methods] == ["none", "mine"] and small.seeds == (2,)
+    assert small.datasets[0].recipe == {"steps": 50}

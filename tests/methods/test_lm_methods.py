@@ -413,14 +413,14 @@ def test_lm_demo_rejects_unknown_methods_and_parameters_before_training():
 
     from obliviate.cli import app
 
-    for spec, needle in (("x=nosuch", "unknown method"), ("x=ga:lrr=1", "unknown parameter"), ("x=", "expected")):
-        out = CliRunner().invoke(app, ["lm-demo", "--method", spec, "--no-cache"])
+    for spec, needle in (("x=nosuch", "unknown method"), ("x=ga:lrr=1", "has no parameter"), ("x=", "expected")):
+        out = CliRunner().invoke(app, ["lm-demo", "--method", spec, "--out", "/nonexistent/never-written"])
         assert out.exit_code == 2 and needle in out.output, out.output
 
 
 def test_registry_lists_methods_by_modality():
-    lm = {"ga", "grad-diff", "ga-kl", "npo", "simnpo", "sga", "task-vector", "tau", "idk", "rmu"}
-    assert set(ob.methods.available("lm")) == lm
+    lm = {"ga", "grad-diff", "ga-kl", "npo", "simnpo", "sga", "task-vector", "tau", "idk", "rmu", "undo"}
+    assert set(ob.methods.available("lm")) == lm | {"none", "retrain"}
     classification = set(ob.methods.available("classification"))
-    assert not classification & lm and {"scrub", "neggrad+", "rum"} <= classification
-    assert classification | lm == set(ob.methods.available())
+    assert not classification & lm and {"scrub", "neggrad+", "rum", "none", "retrain"} <= classification
+    assert classification | lm | set(ob.methods.available("diffusion")) == set(ob.methods.available())

@@ -238,12 +238,19 @@ def register(cls: _M) -> _M:
 def available(modality: str | None = None) -> list[str]:
     """Registered method names; with ``modality``, those written for it: "lm" the language-model
     methods, "classification" the classification ones (LM methods that also run on classifiers,
-    with LM defaults, are not listed there: they are what "all" means in a classification demo or grid)."""
+    with LM defaults, are not listed there: they are what "all" means in a classification demo or grid).
+    The baselines ``none`` and ``retrain`` run on every modality and are listed for each."""
     if modality is None:
         return sorted(_REGISTRY)
     if modality == "lm":
         return sorted(n for n, c in _REGISTRY.items() if "lm" in c.modalities)
-    return sorted(n for n, c in _REGISTRY.items() if c.modalities == {modality})
+    return sorted(
+        n for n, c in _REGISTRY.items() if c.modalities == {modality} or (n in BASELINES and modality in c.modalities)
+    )
+
+
+#: methods that are the reference points of every modality rather than unlearning algorithms
+BASELINES = ("none", "retrain")
 
 
 def get(name: str) -> type[Method[Any]]:
