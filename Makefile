@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test docs bench clean
+.PHONY: setup demo test lint docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest tests
+
+# ruff (lint + format) on everything, mypy on src/ (configured in pyproject.toml)
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The documentation site, offline and strict (a broken link, anchor or API reference fails it);
 # docs/gen_pages.py generates the result pages from benchmarks/results/ during the build.
