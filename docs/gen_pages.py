@@ -9,7 +9,7 @@ committed. Two things are generated:
   and text files shown as they are);
 - markers inside hand-written pages: ``<!-- leaderboard: RUN -->`` becomes the Markdown leaderboard
   of the bench run in ``benchmarks/results/RUN/``, ``<!-- lm-table: FILE KIND -->`` a table of an
-  ``lm-demo`` result file (KIND: ``sequence``, ``entity``, ``relearn`` or ``more``),
+  LM grid summary or older ``lm-demo`` result file (KIND: ``sequence``, ``entity``, ``relearn`` or ``more``),
   ``<!-- metrics: MODALITY -->`` the metric catalogue's rows for that modality, read from the code.
 
 ``python docs/gen_pages.py [OUT_DIR]`` writes the generated page to OUT_DIR (default: print it).
@@ -101,8 +101,26 @@ def _f3(x: float | None) -> str:
     return "" if x is None else f"{x:.3f}"
 
 
+def _markdown(head: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines) + "\n"
+
+
 def lm_table(path: str, kind: str) -> str:
-    """A table of an ``lm-demo`` JSON result (``obliviate lm-demo --out FILE``)."""
+    """A table of a language-model result: a grid's ``summary.csv`` (``obliviate lm-demo`` or
+    ``obliviate bench benchmarks/lm-people.yaml``: KIND ``sequence``, ``entity`` or ``relearn``, built by
+    the same :func:`obliviate.bench.presets.lm_tables` the demo prints with), or an older JSON result."""
+    if path.endswith(".csv"):
+        import pandas as pd
+
+        from obliviate.bench.presets import lm_tables
+
+        kinds = ("sequence", "entity", "relearn")
+        if kind not in kinds:
+            raise ValueError(f"unknown lm-table kind {kind!r} for a grid summary: {', '.join(kinds)}")
+        _, head, body = lm_tables(pd.read_csv(RESULTS / path))[kinds.index(kind)]
+        return _markdown(head, body)
     d: dict[str, Any] = json.loads((RESULTS / path).read_text())
     rows, oracle = d["rows"], d["rows"]["oracle"]
     oc = oracle["c"]

@@ -71,3 +71,15 @@ def test_a_composite_brings_its_parts(digits, recipe, original, random_split):
     assert {"forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap"} <= set(report.values)
     full = ob.evaluate(original, digits, random_split, oracle=oracle)
     assert report["avg_gap"] == pytest.approx(full["avg_gap"])
+
+
+def test_task_overrides_the_adapter_and_must_fit_the_data(digits, original, random_split):
+    from obliviate.objectives import CausalLMTask, ClassificationTask
+
+    plain = ob.evaluate(original, digits, random_split, metrics=["forget_acc", "test_acc"])
+    same = ob.evaluate(original, digits, random_split, metrics=["forget_acc", "test_acc"], task=ClassificationTask(10))
+    assert plain.values == same.values
+    with pytest.raises(ValueError, match="needs text data"):
+        ob.evaluate(original, digits, random_split, task=CausalLMTask())
+    with pytest.raises(ValueError, match="needs text data"):
+        ob.tune("finetune", digits.with_validation(), random_split, original=original, budget=1, task=CausalLMTask())

@@ -78,9 +78,24 @@ ATTACK_METRICS = {
 RECOVERY_OF = {Modality.CLASSIFICATION: "forget_acc", Modality.CAUSAL_LM: "forget_ma"}
 
 
-def modality_of(data: Data) -> Modality:
-    """Text data make a causal-LM evaluation, anything else a classification one."""
-    return Modality.CAUSAL_LM if isinstance(data, TextData) else Modality.CLASSIFICATION
+def modality_of(data: Data, task: object | None = None) -> Modality:
+    """Text data make a causal-LM evaluation, anything else a classification one; ``task`` (a task
+    adapter) overrides the choice, and must fit the data."""
+    text = isinstance(data, TextData)
+    if task is None:
+        return Modality.CAUSAL_LM if text else Modality.CLASSIFICATION
+    if isinstance(task, CausalLMTask):
+        if not text:
+            raise ValueError("a causal-LM task needs text data (ob.datasets.TextData: train/test sequences)")
+        return Modality.CAUSAL_LM
+    if isinstance(task, ClassificationTask):
+        if text:
+            raise ValueError("text data are judged per sequence: use a causal-LM task (or task=None)")
+        return Modality.CLASSIFICATION
+    raise ValueError(
+        f"ob.evaluate judges classifiers and causal LMs, not {type(task).__name__} models "
+        "(diffusion models: obliviate.evaluation.generative)"
+    )
 
 
 def default_metrics(data: Data) -> list[str]:
@@ -183,6 +198,7 @@ def evaluate(
     random_model: nn.Module | None = None,
     cache: dict | None = None,
     attacks: Sequence[str | dict | Attack] | None = None,
+    task: object | None = None,
     **method_overrides: Any,
 ) -> Report:
     """Evaluate an unlearned model on ``split`` of ``data``.
@@ -205,6 +221,9 @@ def evaluate(
     ``data.test`` and ``ppl_change`` is relative to *its* perplexity, so every model and oracle
     faces the same threshold (reference A1.2); without it those rows are left out. ``split``
     defaults to the dataset's own forget set (``data.forget_split()``).
+
+    ``task``: the task adapter, chosen from the data by default (text → causal LM); passing one checks
+    that it fits the data and fixes which catalogue rows apply.
 
     ``attacks``: names (``relearn``, ``relearn-retain``, ``quantize-int8``, ``quantize-int4``), one-key
     mappings of a name to parameters, or attack objects (:mod:`obliviate.evaluation.attacks`). Each is
@@ -237,7 +256,7 @@ def evaluate(
         raise ValueError(f"unknown protocol {protocol!r}; use 'oracle' or 'neurips23'")
     if method is not None or method_overrides:
         raise ValueError('method= and method parameters are only used with protocol="neurips23"')
-    modality = modality_of(data)
+    modality = modality_of(data, task)
     attack_list = parse_attacks(attacks)
     names = list(metrics) if metrics is not None else default_metrics(data)
     specs = _specs(names, modality)

@@ -33,6 +33,7 @@ from ..methods import unlearn
 from ..methods.base import get
 from ..metrics.catalogue import METRICS, Modality
 from ..models.log import training_log
+from ..objectives import Task
 from ..train import Recipe, train
 from ..utils import progress_bar
 from .evaluate import evaluate, modality_of
@@ -108,6 +109,7 @@ def tune(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    task: Task | None = None,
 ) -> TuneResult:
     """Search ``method``'s hyper-parameters for the unlearned model closest to a validation oracle.
 
@@ -118,7 +120,8 @@ def tune(
     ``objective``: a catalogue metric, optimised in its declared direction (``avg_gap`` by default
     for classifiers, ``avg_gap_ma`` for language models; ``tow``, ``forget_ma``, ...), or a function
     of the :class:`Report` returning a loss to minimise. ``fixed`` are overrides applied to every
-    trial. Diverged runs are recorded but never chosen.
+    trial. Diverged runs are recorded but never chosen. ``task`` overrides the task adapter chosen
+    from the data (as in ``ob.unlearn`` and ``ob.evaluate``).
     """
     if data.val is None:
         raise ValueError(
@@ -127,7 +130,7 @@ def tune(
         )
     if budget < 1:
         raise ValueError(f"budget must be >= 1 trial, got {budget}")
-    modality = modality_of(data)
+    modality = modality_of(data, task)
     objective = _DEFAULT_OBJECTIVE[modality] if objective is None else objective
     if isinstance(objective, str) and (objective not in METRICS or modality not in METRICS[objective].modalities):
         raise ValueError(
@@ -171,6 +174,7 @@ def tune(
             recipe=recipe,
             device=device,
             progress=False,
+            task=task,
             **params,
         )
         report = evaluate(
@@ -181,6 +185,7 @@ def tune(
             metrics=judged,
             device=device,
             original=original if modality is Modality.CAUSAL_LM else None,
+            task=task,
         )
         score = math.inf if result.diverged else float(score_of(report))
         measured = {k.replace("test_", "val_"): report[k] for k in judged if k in report}
