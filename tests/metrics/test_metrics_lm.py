@@ -108,3 +108,36 @@ def test_lm_mia_zlib_and_privleak():
     assert z[0] > z[1]
     with pytest.raises(ValueError):
         lm.zlib_score(np.array([1.0]), ["a", "b"])
+
+
+def test_sampled_logprob_matches_hugging_face_sampling():
+    """The sampling attack's exact chance of reproducing a continuation equals the frequency with which
+    transformers' own generate(do_sample, temperature, top_k) produces it (an independent sampler)."""
+    pytest.importorskip("transformers")
+    from obliviate.metrics.lm import sampled_extraction, sampled_logprob
+    from obliviate.models import tiny_gpt2
+
+    torch.manual_seed(0)
+    model = tiny_gpt2(12, layers=1, width=16, heads=2, context=8, seed=3).eval()
+    with torch.no_grad():  # sharper logits, so temperature and top-k both change the answer
+        model.transformer.wte.weight.mul_(12)
+    prompt = torch.tensor([[1, 5]])
+    greedy = model.generate(prompt, do_sample=False, max_new_tokens=3, pad_token_id=0)  # a path inside the top-k
+    mask = torch.tensor([[0, 1, 1, 1, 1]])  # scored: the 3 generated tokens (and the prompt token before them)
+    with torch.no_grad():
+        logits = model(greedy).logits
+    logp = float(sampled_logprob(logits, greedy, mask, temperature=0.7, top_k=4))
+    torch.manual_seed(1)
+    n = 6000
+    samples = model.generate(
+        prompt.repeat(n, 1), do_sample=True, temperature=0.7, top_k=4, max_new_tokens=3, pad_token_id=0
+    )
+    freq = float((samples[:, 2:] == greedy[:, 2:]).all(1).float().mean())
+    p = np.exp(logp)
+    assert 0.01 < p < 0.99 and abs(freq - p) < 4 * np.sqrt(p * (1 - p) / n)
+    # a token outside the top-k can never be sampled; n samples extract with 1 - (1 - p)^n
+    off = greedy.clone()
+    off[0, -1] = int(logits[0, -2].argsort()[0])
+    with torch.no_grad():
+        assert float(sampled_logprob(model(off).logits, off, mask, top_k=4)) == float("-inf")
+    assert sampled_extraction(np.array([logp]), n=5)[0] == pytest.approx(1 - (1 - p) ** 5)

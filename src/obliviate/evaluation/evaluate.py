@@ -59,6 +59,7 @@ DEFAULT_LM_METRICS = [
     "c_gamma_p95",
     "c_gamma_max",
     "extraction_forget",
+    "extraction_sampled_forget",
     "mia_auc_loss",
     "mia_auc_zlib",
     "mia_auc_mink",
@@ -73,7 +74,14 @@ _CALIBRATED = ("calibration", "original_perplexity")
 #: rows measured after each attack (``<attack>/<metric>``), and the one whose recovery is reported
 ATTACK_METRICS = {
     Modality.CLASSIFICATION: ["forget_acc", "retain_acc", "test_acc", "loss_auc"],
-    Modality.CAUSAL_LM: ["forget_ma", "extraction_forget", "c_gamma_mean", "c_gamma_max", "mia_auc_loss"],
+    Modality.CAUSAL_LM: [
+        "forget_ma",
+        "extraction_forget",
+        "extraction_sampled_forget",
+        "c_gamma_mean",
+        "c_gamma_max",
+        "mia_auc_loss",
+    ],
 }
 RECOVERY_OF = {Modality.CLASSIFICATION: "forget_acc", Modality.CAUSAL_LM: "forget_ma"}
 

@@ -26,6 +26,7 @@ from ..metrics.lm import (
     extraction_strength,
     min_k_percent,
     min_k_plus_plus,
+    sampled_logprob,
     truth_ratio,
 )
 from ..objectives.causal_lm import CausalLMTask, token_nll
@@ -68,6 +69,7 @@ def sequence_scores(
             out["min_k20"].append(min_k_percent(logits, ids, m, 0.2))
             out["min_k40"].append(min_k_percent(logits, ids, m, 0.4))
             out["min_kpp"].append(min_k_plus_plus(logits, ids, m, 0.2))
+            out["sample_logp"].append(sampled_logprob(logits, ids, m))
     return SequenceScores(**{k: torch.cat(v).float().cpu().numpy() for k, v in out.items()})
 
 

@@ -28,7 +28,18 @@ from . import generative as gen
 from .accuracy import accuracy
 from .composite import avg_gap, avg_gap_ma, tow, tow_mia
 from .divergence import activation_distance, disagreement, js_divergence, kl, symmetric_kl, zrf
-from .lm import Calibration, SequenceScores, forget_quality, lm_mia, privleak, zlib_score
+from .lm import (
+    SAMPLE_N,
+    SAMPLE_TEMPERATURE,
+    SAMPLE_TOP_K,
+    Calibration,
+    SequenceScores,
+    forget_quality,
+    lm_mia,
+    privleak,
+    sampled_extraction,
+    zlib_score,
+)
 from .mia import FEATURES, entropy_mia, loss_mia, mia_efficacy, svc_mia, threshold_attack
 
 
@@ -465,6 +476,16 @@ METRICS: dict[str, Metric] = {
             "share of D_f whose greedy continuation reproduces every scored token",
             modalities=L,
             source="Carlini et al. 2021 (reference A1.1)",
+            needs=("forget",),
+        ),
+        Metric(
+            "extraction_sampled_forget",
+            "model",
+            lambda o: float(sampled_extraction(o.views["forget"].sample_logp).mean()),
+            f"expected share of D_f reproduced verbatim by at least one of {SAMPLE_N} samples from its prompt "
+            f"(temperature {SAMPLE_TEMPERATURE:g}, top-{SAMPLE_TOP_K}); exact, from the teacher-forced pass",
+            modalities=L,
+            source="Carlini et al. 2021 (sampling attack)",
             needs=("forget",),
         ),
         Metric(

@@ -29,6 +29,8 @@ class SequenceScores:
     min_k20: np.ndarray
     min_k40: np.ndarray
     min_kpp: np.ndarray
+    #: log P(a top-k sample at temperature T reproduces the scored tokens) (see sampled_logprob)
+    sample_logp: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ma)
@@ -89,6 +91,41 @@ def extraction_strength(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.
     rank = valid.long().cumsum(1)  # 1-based position of each scored token within the scored span
     k = torch.where(wrong, rank, torch.zeros_like(rank)).max(1).values  # scored tokens up to the last miss
     return 1 - k.float() / valid.sum(1).clamp_min(1).float()
+
+
+#: the sampling attack's decoder: temperature 1 and top-k 40 (the defaults of Carlini et al. 2021's
+#: extraction attack and of Hugging Face's generate), and how many samples the adversary draws
+SAMPLE_TEMPERATURE, SAMPLE_TOP_K, SAMPLE_N = 1.0, 40, 32
+
+
+def sampled_logprob(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    temperature: float = SAMPLE_TEMPERATURE,
+    top_k: int = SAMPLE_TOP_K,
+) -> torch.Tensor:
+    """[B] log-probability that ancestral sampling (temperature, top-k) from the prompt reproduces the
+    scored tokens verbatim: Σ_t log p_topk(x_t | x_<t), −inf if some x_t falls outside the top k.
+
+    Exact, from one teacher-forced pass, because a sample matches only by following the true path,
+    whose step probabilities are these. So the sampling attack needs no generation loop, and the
+    chance that one of n samples extracts a row is 1 − (1 − exp(this))^n (:func:`sampled_extraction`)."""
+    if temperature <= 0 or top_k < 1:
+        raise ValueError(f"temperature must be > 0 and top_k >= 1, got {temperature} and {top_k}")
+    pred, target, valid = _targets(logits, tokens, mask)
+    scaled = pred.float() / temperature
+    kth = scaled.topk(min(top_k, scaled.shape[-1]), dim=-1).values[..., -1:]
+    kept = scaled.masked_fill(scaled < kth, float("-inf"))
+    logp = torch.log_softmax(kept, -1).gather(-1, target[..., None]).squeeze(-1)
+    return torch.where(valid, logp, torch.zeros_like(logp)).sum(1)
+
+
+def sampled_extraction(sample_logp: np.ndarray, n: int = SAMPLE_N) -> np.ndarray:
+    """[N] probability that at least one of ``n`` independent samples reproduces each row."""
+    p = np.exp(np.asarray(sample_logp, dtype=np.float64))
+    return -np.expm1(n * np.log1p(-np.minimum(p, 1 - 1e-16)))
 
 
 def token_logprobs(
