@@ -9,7 +9,7 @@ from conftest import same_state, state_of
 import obliviate as ob
 from obliviate.evaluation.attacks import Quantize, Relearn, parse_attack, parse_attacks, round_trip
 
-ATTACKS = ["relearn", "relearn-retain", "quantize-int8", "quantize-int4"]
+ATTACKS = ["relearn", "relearn-retain", "relearn-related", "quantize-int8", "quantize-int4"]
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +64,17 @@ def test_recovery_exposes_a_model_that_hid_the_class(digits, original, class_spl
     last = [m for m in hidden.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last.bias[class_split.classes[0]] -= 12.0
+    attacks = ["relearn", "relearn-related"]
     report = ob.evaluate(
-        hidden, digits, class_split, oracle=oracles, original=original, attacks=["relearn"], metrics=["forget_acc"]
+        hidden, digits, class_split, oracle=oracles, original=original, attacks=attacks, metrics=["forget_acc"]
     )
     assert report["forget_acc"] < 0.05 and report.oracle["forget_acc"] == 0
     assert report["relearn/recovery"] > 0.8 and report.oracle["relearn/recovery"] < 0.2
+    # ten never-trained test images of the class are enough to undo the hiding, not to teach the oracle
+    assert report["relearn-related/recovery"] > 0.8 and report.oracle["relearn-related/recovery"] < 0.2
+    shots = Relearn(source="related").relearn_set(digits, class_split, seed=0)
+    assert len(shots) == 10 and set(shots.y.tolist()) == {3}
+    assert not any(torch.equal(x, t) for x in shots.x for t in digits.train.x[class_split.forget_ids])
 
 
 def test_attack_specs_and_bad_input(digits, original, class_split, oracles):
@@ -82,5 +88,7 @@ def test_attack_specs_and_bad_input(digits, original, class_split, oracles):
         Relearn(fraction=1.0)
     with pytest.raises(ValueError, match="given twice"):
         parse_attacks(["relearn", {"relearn": {"steps": 2}}])
+    with pytest.raises(ValueError, match="needs class forgetting"):
+        Relearn(source="related").relearn_set(digits, ob.ForgetSplit.random(digits.train, 0.1), seed=0)
     with pytest.raises(ValueError, match="pass oracle="):
         ob.evaluate(original, digits, class_split, attacks=["relearn"])

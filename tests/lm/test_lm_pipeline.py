@@ -135,11 +135,20 @@ def test_attacks_on_a_causal_lm_relearn_some_people_and_measure_the_others():
     relearned = set(data.groups[rows.numpy()])
     assert -1 not in relearned and len(relearned) == 2  # half of the 3 forget people, rounded
     assert relearned.isdisjoint(data.groups[measured.forget_ids.numpy()])  # the others are measured
-    attacks = [{"relearn": {"fraction": 0.5}}, "quantize-int4"]
+    attacks = [{"relearn": {"fraction": 0.5}}, "quantize-int4", "relearn-related"]
+    paraphrased = Relearn(source="related").relearn_set(data, split, seed=0)
+    assert paraphrased is data.qa[0]  # the forget people's facts, said differently
     report = ob.evaluate(
         original, data, split, oracle=oracles, original=original, attacks=attacks, metrics=["forget_ma"]
     )
-    for row in ("relearn/forget_ma", "relearn/c_gamma_max", "relearn/recovery", "quantize-int4/extraction_forget"):
+    rows = (
+        "relearn/forget_ma",
+        "relearn/c_gamma_max",
+        "relearn/recovery",
+        "quantize-int4/extraction_forget",
+        "relearn-related/extraction_sampled_forget",
+    )
+    for row in rows:
         assert row in report.values and row in report.oracle and row in report.floor
     # relearning half the people teaches the oracle about them, not about the others: recovery is small
     assert report.oracle["relearn/recovery"] < 0.5

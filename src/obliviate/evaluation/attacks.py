@@ -8,6 +8,8 @@ gap to oracle A *under the same attack*, with oracle B under that attack as the 
   relearning", Hu et al. 2024; "From Dormant to Deleted", 2025).
 * ``relearn-retain``: fine-tune on D_r only, measure D_f (knowledge that was hidden, not removed,
   comes back from neighbouring data).
+* ``relearn-related``: fine-tune on data never trained on but about the forgotten knowledge: a few
+  test examples of a forgotten class, or the forget people's facts paraphrased; measure D_f.
 * ``quantize-int8`` / ``quantize-int4``: a weight round trip through per-channel int8 or group-wise
   symmetric 4-bit integers (Zhang et al., ICLR 2025: 4-bit quantization restores "forgotten" facts).
   The round trip is explicit (what torchao's int8 weight-only and int4 group-wise schemes store),
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.datasets import ArrayDataset, Data, subset
+from ..data.datasets import ArrayDataset, Data, labels_of, subset
 from ..data.splits import ForgetSplit
 from ..data.text import TextData
 from ..objectives import Task
@@ -34,8 +36,12 @@ from ..objectives import Task
 
 @dataclass(frozen=True)
 class Relearn:
-    """Fine-tune a copy for ``steps`` Adam steps on ``fraction`` of the forget set (``source="forget"``)
-    or on the retain set (``source="retain"``), batches drawn with replacement from a seeded generator.
+    """Fine-tune a copy for ``steps`` Adam steps on ``fraction`` of the forget set (``source="forget"``),
+    on the retain set (``source="retain"``) or on *related* data the model was never trained on
+    (``source="related"``): for class forgetting, ``shots`` held-out test examples of the forgotten
+    classes (few-shot: the oracle must learn the class from them, a model that hid it recovers at
+    once); for text data, the forget set's paraphrased answers (public facts said differently).
+    Batches are drawn with replacement from a seeded generator.
 
     Defaults per modality (None): classifiers 20 steps, batch 32, lr 1e-3; causal LMs 10 steps,
     batch 8, lr 1e-3 (the budget of the LM relearning table: a few minutes of an adversary's GPU)."""
@@ -45,10 +51,13 @@ class Relearn:
     lr: float | None = None
     batch_size: int | None = None
     source: str = "forget"
+    shots: int = 10
 
     def __post_init__(self) -> None:
-        if self.source not in ("forget", "retain"):
-            raise ValueError(f"relearn source must be 'forget' or 'retain', got {self.source!r}")
+        if self.source not in ("forget", "retain", "related"):
+            raise ValueError(f"relearn source must be 'forget', 'retain' or 'related', got {self.source!r}")
+        if not isinstance(self.shots, int) or self.shots < 1:
+            raise ValueError(f"relearn shots must be an integer >= 1, got {self.shots!r}")
         if not 0 < self.fraction < 1:
             raise ValueError(f"relearn fraction must be in (0, 1), got {self.fraction}")
         for k in ("steps", "batch_size"):
@@ -60,15 +69,35 @@ class Relearn:
 
     @property
     def name(self) -> str:
-        return "relearn" if self.source == "forget" else "relearn-retain"
+        return "relearn" if self.source == "forget" else f"relearn-{self.source}"
 
     def measured_split(self, data: Data, split: ForgetSplit, seed: int) -> ForgetSplit:
         """The split an attacked model is measured on (the forget rows not relearned)."""
         return self.parts(data, split, seed)[1]
 
+    def relearn_set(self, data: Data, split: ForgetSplit, seed: int) -> Any:
+        """The rows the attack fine-tunes on; the same for every model of a seed."""
+        if self.source == "related":
+            return self._related(data, split, seed)
+        return subset(data.train, self.parts(data, split, seed)[0])
+
+    def _related(self, data: Data, split: ForgetSplit, seed: int) -> Any:
+        if isinstance(data, TextData):
+            if data.qa is None or data.forget is None or data.forget.hash != split.hash:
+                raise ValueError("relearn-related on text needs the dataset's own forget split and its QA probes")
+            return data.qa[0]  # the forget people's facts, paraphrased
+        if not split.classes:
+            raise ValueError("relearn-related needs class forgetting (ForgetSplit.by_class): few shots of the class")
+        labels = labels_of(data.test)
+        pool = torch.nonzero(torch.isin(labels, torch.tensor(split.classes))).flatten()
+        if len(pool) == 0:
+            raise ValueError(f"the test set has no examples of the forgotten classes {list(split.classes)}")
+        pick = pool[torch.from_numpy(np.random.default_rng(seed).permutation(len(pool))[: self.shots])]
+        return subset(data.test, pick)
+
     def parts(self, data: Data, split: ForgetSplit, seed: int) -> tuple[torch.Tensor, ForgetSplit]:
-        """(rows fine-tuned on, the split measured afterwards); the same for every model of a seed."""
-        if self.source == "retain":
+        """(training rows fine-tuned on, the split measured afterwards); the same for every model of a seed."""
+        if self.source in ("retain", "related"):
             return split.retain_ids, split
         ids = split.forget_ids
         groups = getattr(data, "groups", None)
@@ -93,7 +122,8 @@ class Relearn:
     def apply(
         self, model: nn.Module, data: Data, split: ForgetSplit, task: Task, *, seed: int = 0
     ) -> tuple[nn.Module, ForgetSplit]:
-        rows, measured = self.parts(data, split, seed)
+        measured = self.measured_split(data, split, seed)
+        train = self.relearn_set(data, split, seed)
         lm = isinstance(data, TextData)
         steps = self.steps or (10 if lm else 20)
         batch_size = self.batch_size or (8 if lm else 32)
@@ -102,10 +132,9 @@ class Relearn:
         device = next(attacked.parameters()).device
         opt = torch.optim.Adam([p for p in attacked.parameters() if p.requires_grad], lr=lr)
         g = torch.Generator().manual_seed(seed)
-        train = subset(data.train, rows)
         attacked.train()
         for _ in range(steps):
-            pick = torch.randint(len(rows), (min(batch_size, len(rows)),), generator=g)
+            pick = torch.randint(len(train), (min(batch_size, len(train)),), generator=g)
             batch = task.to(_rows_batch(train, pick), device)
             loss = task.losses(task.logits(attacked, batch), batch).mean()
             opt.zero_grad(set_to_none=True)
@@ -177,6 +206,7 @@ Attack = Relearn | Quantize
 ATTACKS: dict[str, Attack] = {
     "relearn": Relearn(),
     "relearn-retain": Relearn(source="retain"),
+    "relearn-related": Relearn(source="related"),
     "quantize-int8": Quantize(8),
     "quantize-int4": Quantize(4),
 }
