@@ -293,3 +293,21 @@ def test_lm_demo_preset_is_the_lm_people_grid() -> None:
     small = lm_demo_config([("mine", "ga", {"max_steps": 3})], steps=50, seed=2)
     assert [m.label for m in small.methods] == ["none", "mine"] and small.seeds == (2,)
     assert small.datasets[0].recipe == {"steps": 50}
+
+
+@pytest.mark.slow
+def test_ulira_audit_from_a_grid_config(tmp_path: Path) -> None:
+    """`ulira:` audits the listed methods per cell (and retraining itself on the oracle cell); the rows
+    reach the tidy results and the report."""
+    from obliviate.report import build_report
+
+    text = GOOD.replace(
+        "metrics: [forget_acc, test_acc, avg_gap]",
+        "metrics: [forget_acc, test_acc, avg_gap]\nroc: false\nulira: {n_shadow: 8, n_targets: 40, methods: [finetune, oracle]}",
+    )
+    res = run(load_config(text=text), tmp_path / "u", progress=False)
+    audited = res.results[res.results.metric == "ulira_auc"]
+    assert set(audited.method) == {"finetune", "oracle"} and audited.value.between(0, 1).all()
+    assert "ulira_tpr@1%fpr" in set(res.results.metric) and "ulira_auc" in build_report(res.out).read_text()
+    with pytest.raises(ConfigError, match="unknown classification method 'ga-x'"):
+        load_config(text=GOOD + "ulira: {methods: [ga-x]}\n")

@@ -55,6 +55,8 @@ TOP_KEYS = {
     "quantize-int8, quantize-int4) or {name: {parameters}}",
     "tune": "defaults for tuned methods: {budget, objective}",
     "epsilon": "per-example epsilon (NeurIPS 2023 protocol): {n_models, methods}",
+    "ulira": "U-LiRA per-example audit (classifiers): {n_shadow, n_targets, methods}; 'oracle' in methods "
+    "audits retraining itself (the reference)",
     "roc": "store MIA ROC curves per cell (default true)",
     "threads": "torch CPU threads",
     "device": "auto, cpu or cuda[:i]",
@@ -114,6 +116,7 @@ class BenchConfig:
     composite: str = "avg_gap"
     attacks: tuple[Any, ...] = ()
     epsilon: dict[str, Any] | None = None
+    ulira: dict[str, Any] | None = None
     roc: bool = True
     threads: int | None = None
     device: str = "auto"
@@ -195,6 +198,7 @@ def load_config(path: str | Path | None = None, *, text: str | None = None) -> B
         composite=_composite(where, raw.get("composite", "avg_gap")),
         attacks=_attacks(where, raw.get("attacks")),
         epsilon=_epsilon(where, raw.get("epsilon")),
+        ulira=_ulira(where, raw.get("ulira")),
         roc=_bool(where, ("roc",), raw.get("roc", True)),
         threads=None if raw.get("threads") is None else _int(where, ("threads",), raw["threads"], lo=1),
         device=str(raw.get("device", "auto")),
@@ -410,6 +414,24 @@ def _composite(where: _Where, v: Any) -> str:
     if v not in METRICS:
         raise where.error(("composite",), f"unknown metric {v!r} for the leaderboard; available: {sorted(METRICS)}")
     return str(v)
+
+
+def _ulira(where: _Where, v: Any) -> dict[str, Any] | None:
+    from ..methods import available
+
+    if v is None or v is False:
+        return None
+    if not isinstance(v, dict) or set(v) - {"n_shadow", "n_targets", "methods"}:
+        raise where.error(("ulira",), "ulira takes {n_shadow: N, n_targets: M, methods: [...]}")
+    n_shadow = _int(where, ("ulira", "n_shadow"), v.get("n_shadow", 16), lo=4)
+    n_targets = _int(where, ("ulira", "n_targets"), v.get("n_targets", 100), lo=2)
+    methods = v.get("methods", [])
+    if not isinstance(methods, list) or not methods:
+        raise where.error(("ulira", "methods"), "ulira.methods must be a non-empty list of method names (or 'oracle')")
+    for i, m in enumerate(methods):
+        if m != "oracle" and m not in available("classification"):
+            raise where.error(("ulira", "methods", i), f"unknown classification method {m!r}")
+    return {"n_shadow": n_shadow, "n_targets": n_targets, "methods": list(methods)}
 
 
 def _epsilon(where: _Where, v: Any) -> dict[str, Any] | None:

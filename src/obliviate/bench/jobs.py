@@ -154,6 +154,7 @@ class Cell(Job):
     attacks: tuple[Any, ...] = ()
     roc: bool = True
     epsilon: int | None = None
+    ulira: dict[str, Any] | None = None  # {n_shadow, n_targets} when this cell's method is audited
     save_model: str | None = None  # also keep the unlearned model here (presets that hand models out)
 
 
@@ -386,6 +387,21 @@ def cell_job(job: Cell) -> dict:
             "values": dict(n23.values),
             "eps": np.asarray(n23.details["epsilons"], dtype=float).round(4).tolist(),
         }
+    if job.ulira:  # the oracle cell audits retraining itself: the attack's value on the reference
+        from ..evaluation.ulira import ulira
+
+        audited = "retrain" if job.method == "oracle" else job.method
+        audit = ulira(
+            recipe,
+            data,
+            audited,
+            n_shadow=job.ulira["n_shadow"],
+            n_targets=job.ulira["n_targets"],
+            seed=job.seed,
+            device=job.device,
+            **({} if job.method == "oracle" else params),
+        )
+        record["ulira"] = {"values": dict(audit.values)}
     if job.save_model:
         _atomic_dir(
             Path(job.save_model),

@@ -208,6 +208,11 @@ class Planner:
         for g, m in pairs:
             tuning = self.tuning_of.get((g.dataset.label, g.forget.label, m.label))
             eps = cfg.epsilon["n_models"] if cfg.epsilon and m.label in cfg.epsilon["methods"] else None
+            audit = (
+                {k: cfg.ulira[k] for k in ("n_shadow", "n_targets")}
+                if cfg.ulira and m.label in cfg.ulira["methods"]
+                else None
+            )
             key = digest(
                 {
                     "data": g.data,
@@ -223,6 +228,7 @@ class Planner:
                     "oracles": list(g.oracles),
                     "roc": cfg.roc,
                     "epsilon": eps,
+                    **({"ulira": audit} if audit else {}),  # older cells keep their keys
                     "tuning": tuning and Path(tuning).name,
                 }
             )
@@ -245,6 +251,7 @@ class Planner:
                         attacks=cfg.attacks,
                         roc=cfg.roc,
                         epsilon=eps,
+                        ulira=audit,
                         save_model=None if model is None else str(model),
                     )
                 )

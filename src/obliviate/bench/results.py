@@ -24,6 +24,8 @@ TIMING_METRICS = ("seconds", "cost_ratio")
 DIRECTION = {Direction.HIGHER: "higher", Direction.LOWER: "lower", Direction.ORACLE: "closer to oracle"}
 #: directions of the NeurIPS 2023 protocol's values (``n23_*`` rows), which are no catalogue metrics
 N23_DIRECTION = {"forget_quality": "higher", "neurips23_score": "higher", "seconds": "lower"}
+#: U-LiRA's rows (ulira_acc, _auc, _tpr@...): the attack's success, retraining's value is the ideal
+ULIRA_DIRECTION = "lower"
 
 
 def tidy(cell_files: list[Path]) -> pd.DataFrame:
@@ -58,6 +60,19 @@ def tidy(cell_files: list[Path]) -> pd.DataFrame:
                     "floor": np.nan,
                     "ideal": "",
                     "direction": N23_DIRECTION.get(k, ""),
+                }
+            )
+        for k, v in rec.get("ulira", {}).get("values", {}).items():
+            rows.append(
+                {
+                    **base,
+                    "metric": k,
+                    "value": v,
+                    "oracle": np.nan,
+                    "gap": np.nan,
+                    "floor": np.nan,
+                    "ideal": "retrain's (0.5 AUC)",
+                    "direction": ULIRA_DIRECTION,
                 }
             )
     df = pd.DataFrame(rows)
