@@ -3,7 +3,7 @@
 The grid of issue 17: the original (all of D), oracle A (D_r, seed 0) and oracle B (D_r, seed 500, the
 noise floor) are trained once with one recipe and cached (safetensors + manifest under OUT/models);
 then for each seed every method unlearns the original under that seed and every model is sampled
-with that seed's initial noise (DDIM, guidance 3), labelled by a judge MLP trained on the real data,
+with that seed's initial noise (DDIM, guidance 1 by default), labelled by a judge MLP trained on the real data,
 and judged against oracle A with oracle B as the floor. Finished cells are kept in OUT/cells.jsonl
 and skipped on a rerun; OUT/summary.json and OUT/summary.md hold each method's mean ± sd over seeds.
 
@@ -41,19 +41,19 @@ from obliviate.train.diffusion import DiffusionRecipe, train_diffusion
 FORGET = 1  # trouser: a class the judge recognises reliably, so its rate is not classifier confusion
 
 
-def fashion(size: int, per_class: int) -> Data:
-    """Fashion-MNIST at ``size``², the first ``per_class`` training images of each class (the
-    retain-set methods pass over D_r once per epoch: on all 54,000 that alone would cost as much as
-    training the original)."""
+def fashion(size: int, per_class: int) -> tuple[Data, Data]:
+    """Fashion-MNIST at ``size``²: with the first ``per_class`` training images of each class (the
+    generators' data: the retain-set methods pass over D_r once per epoch, and on all 54,000 that alone
+    would cost as much as training the original), and whole (the judge's)."""
     data = ob.datasets.load("fashion-mnist")
-    y = data.train.y
-    keep = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(10)]).sort().values
-    train = data.train.subset(keep)
 
     def pool(ds: Any) -> ArrayDataset:
         return ds if size == 28 else ArrayDataset(F.adaptive_avg_pool2d(ds.x, size), ds.y)
 
-    return dataclasses.replace(data, train=pool(train), test=pool(data.test), input_shape=(1, size, size))
+    full = dataclasses.replace(data, train=pool(data.train), test=pool(data.test), input_shape=(1, size, size))
+    y = full.train.y
+    keep = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(10)]).sort().values
+    return dataclasses.replace(full, train=full.train.subset(keep)), full
 
 
 def recipe_for(size: int, steps: int) -> DiffusionRecipe:
@@ -91,18 +91,24 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--forget-per-class", type=int, default=200)
     ap.add_argument("--sample-steps", type=int, default=20)
+    ap.add_argument(
+        "--guidance",
+        type=float,
+        default=1.0,
+        help="classifier-free guidance scale (3 oversaturates this small 14x14 model's footwear samples)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--time-cell", action="store_true", help="time 20 training steps and one cell; estimate the grid")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    data = fashion(args.size, args.train_per_class)
+    data, full = fashion(args.size, args.train_per_class)
     split = ob.ForgetSplit.by_class(data.train, [args.forget])
     retain = split.retain_set(data.train)
     recipe = recipe_for(args.size, args.steps)
-    judge = train_judge(data, hidden=64, epochs=10)
+    judge = train_judge(full, hidden=64, epochs=10)  # on all 60,000 real images
 
     def plan(seed: int) -> SamplingPlan:
-        return SamplingPlan(args.per_class, args.forget_per_class, args.sample_steps, 3.0, seed)
+        return SamplingPlan(args.per_class, args.forget_per_class, args.sample_steps, args.guidance, seed)
 
     if args.time_cell:
         time_cell(args, data, split, retain, recipe, judge, plan(0))
