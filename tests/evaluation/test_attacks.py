@@ -92,3 +92,24 @@ def test_attack_specs_and_bad_input(digits, original, class_split, oracles):
         Relearn(source="related").relearn_set(digits, ob.ForgetSplit.random(digits.train, 0.1), seed=0)
     with pytest.raises(ValueError, match="pass oracle="):
         ob.evaluate(original, digits, class_split, attacks=["relearn"])
+
+
+def test_relearning_curve_starts_before_the_attack_and_ends_at_its_row(digits, original, class_split, oracles):
+    report = ob.evaluate(
+        original,
+        digits,
+        class_split,
+        oracle=oracles,
+        original=original,
+        attacks=[Relearn(curve=True)],
+        metrics=["forget_acc"],
+    )
+    curve = report.details["curves"]["relearn"]
+    assert curve["metric"] == "forget_acc" and curve["steps"] == [0, 1, 2, 4, 8, 16, 20]
+    assert curve["model"][-1] == pytest.approx(report["relearn/forget_acc"])
+    assert curve["oracle"][-1] == pytest.approx(report.oracle["relearn/forget_acc"])
+    assert curve["oracle"][0] == 0 and len(curve["floor_oracle"]) == 7
+    measured = Relearn().measured_split(digits, class_split, seed=0)
+    assert curve["model"][0] == pytest.approx(
+        ob.evaluate(original, digits, measured, metrics=["forget_acc"])["forget_acc"]
+    )

@@ -343,6 +343,7 @@ def cell_job(job: Cell) -> dict:
         attacks=list(job.attacks),
     )
     frame = report.to_frame()
+    curves = report.details.get("curves", {})
     record: dict[str, Any] = {
         "cell": asdict(job.cell),
         "params": {**result.params} if job.method != "oracle" else {"seed": result.seed},
@@ -351,6 +352,7 @@ def cell_job(job: Cell) -> dict:
         "diverged": result.diverged,
         "notes": result.notes,
         "metrics": json.loads(frame.to_json(orient="records")),
+        **({"curves": curves} if curves else {}),
     }
     if lm:  # per-sequence MA of the model, and of oracle A on the floor cell (the report's histograms)
         record["forget_ma"] = _ma_hist(report.details["outputs"])

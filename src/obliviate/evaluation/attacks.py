@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,8 @@ class Relearn:
     batch_size: int | None = None
     source: str = "forget"
     shots: int = 10
+    #: also measure the forget metric after 1, 2, 4, ... steps (the report's relearning curves)
+    curve: bool = False
 
     def __post_init__(self) -> None:
         if self.source not in ("forget", "retain", "related"):
@@ -119,13 +121,31 @@ class Relearn:
         keep[pick] = False
         return ids[pick], dataclasses.replace(split, forget_ids=ids[keep])
 
+    def checkpoints(self, data: Data) -> list[int]:
+        """The steps after which a curve measures the model (powers of two, then the last step)."""
+        steps = self.total_steps(data)
+        return sorted({2**i for i in range(steps.bit_length()) if 2**i < steps} | {steps})
+
+    def total_steps(self, data: Data) -> int:
+        return self.steps or (10 if isinstance(data, TextData) else 20)
+
     def apply(
-        self, model: nn.Module, data: Data, split: ForgetSplit, task: Task, *, seed: int = 0
+        self,
+        model: nn.Module,
+        data: Data,
+        split: ForgetSplit,
+        task: Task,
+        *,
+        seed: int = 0,
+        on_checkpoint: Callable[[int, nn.Module], None] | None = None,
     ) -> tuple[nn.Module, ForgetSplit]:
+        """The attacked copy and its measured split; ``on_checkpoint(step, model)`` is called (in eval
+        mode) after each of :meth:`checkpoints` when given."""
         measured = self.measured_split(data, split, seed)
         train = self.relearn_set(data, split, seed)
         lm = isinstance(data, TextData)
-        steps = self.steps or (10 if lm else 20)
+        steps = self.total_steps(data)
+        marks = set(self.checkpoints(data)) if on_checkpoint is not None else set()
         batch_size = self.batch_size or (8 if lm else 32)
         lr = self.lr or 1e-3
         attacked = copy.deepcopy(model)
@@ -133,13 +153,16 @@ class Relearn:
         opt = torch.optim.Adam([p for p in attacked.parameters() if p.requires_grad], lr=lr)
         g = torch.Generator().manual_seed(seed)
         attacked.train()
-        for _ in range(steps):
+        for step in range(1, steps + 1):
             pick = torch.randint(len(train), (min(batch_size, len(train)),), generator=g)
             batch = task.to(_rows_batch(train, pick), device)
             loss = task.losses(task.logits(attacked, batch), batch).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if step in marks and on_checkpoint is not None:
+                on_checkpoint(step, attacked.eval())
+                attacked.train()
         return attacked.eval(), measured
 
 
@@ -176,7 +199,14 @@ class Quantize:
         return split
 
     def apply(
-        self, model: nn.Module, data: Data, split: ForgetSplit, task: Task, *, seed: int = 0
+        self,
+        model: nn.Module,
+        data: Data,
+        split: ForgetSplit,
+        task: Task,
+        *,
+        seed: int = 0,
+        on_checkpoint: Callable[[int, nn.Module], None] | None = None,
     ) -> tuple[nn.Module, ForgetSplit]:
         attacked = copy.deepcopy(model)
         with torch.no_grad():

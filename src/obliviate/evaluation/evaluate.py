@@ -25,7 +25,7 @@ from ..metrics.lm import Calibration
 from ..models.architectures import build
 from ..objectives import CausalLMTask, ClassificationTask
 from ..utils import seeded
-from .attacks import Attack, parse_attacks
+from .attacks import Attack, Relearn, parse_attacks
 from .report import Report, split_views
 from .sequences import calibrate, sequence_outputs
 
@@ -345,6 +345,8 @@ def evaluate(
         values.update(extra[0])
         ref.update(extra[1])
         floor.update(extra[2])
+        if extra[3]:
+            details["curves"] = extra[3]
     return Report(values, ref, floor, details, modality)
 
 
@@ -359,7 +361,7 @@ def _attacked(
     outputs: Callable[..., AnyOutputs],
     seed: int,
     cache: dict | None,
-) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, dict]]:
     """Rows ``<attack>/<metric>`` for the model (``models[0]``) and the oracles under each attack, and
     ``<attack>/recovery`` when the original is given. The oracles' and the original's entries are
     cached across calls (a grid's cells share them); ``known`` holds outputs on ``split`` already computed."""
@@ -370,6 +372,7 @@ def _attacked(
     values: dict[str, float] = {}
     ref: dict[str, float] = {}
     floor: dict[str, float] = {}
+    curves: dict[str, dict] = {}
 
     def memo(key: tuple, m: nn.Module, compute: Callable[[], Any]) -> Any:
         if m is models[0] or cache is None:
@@ -387,11 +390,23 @@ def _attacked(
         measured = attack.measured_split(data, split, seed)
         tag = (attack, seed, split.hash, id(data))
 
-        def run(m: nn.Module, attack: Attack = attack, measured: ForgetSplit = measured) -> tuple[dict, float]:
-            attacked, _ = attack.apply(m, data, split, task, seed=seed)
-            return _model_values(rows, outputs(attacked, measured)), before(m, measured)
+        def run(m: nn.Module, attack: Attack = attack, measured: ForgetSplit = measured) -> tuple[dict, float, list]:
+            curve: list[tuple[int, float]] = []
+
+            def hook(step: int, net: nn.Module) -> None:
+                curve.append((step, float(primary.fn(outputs(net, measured)))))
+
+            wants = isinstance(attack, Relearn) and attack.curve
+            attacked, _ = attack.apply(m, data, split, task, seed=seed, on_checkpoint=hook if wants else None)
+            return _model_values(rows, outputs(attacked, measured)), before(m, measured), curve
 
         res = [memo(("attack", *tag, id(m)), m, partial(run, m)) for m in models]
+        if res[0][2]:  # relearning curves: the forget metric against attack steps, from step 0
+            curves[attack.name] = {
+                "metric": primary.name,
+                "steps": [0] + [s for s, _ in res[0][2]],
+                **{who: [r[1]] + [v for _, v in r[2]] for who, r in zip(("model", "oracle", "floor_oracle"), res)},
+            }
         prefix = attack.name + "/"
         values.update({prefix + k: v for k, v in res[0][0].items()})
         ref.update({prefix + k: v for k, v in res[1][0].items()})
@@ -400,11 +415,11 @@ def _attacked(
         if original is not None:
             orig = memo(("attack-before", *tag, id(original)), original, partial(before, original, measured))
             dist = orig - res[1][1]
-            rec = [float("nan") if abs(dist) < 1e-12 else (after[primary.name] - b) / dist for after, b in res]
+            rec = [float("nan") if abs(dist) < 1e-12 else (after[primary.name] - b) / dist for after, b, _ in res]
             values[prefix + "recovery"], ref[prefix + "recovery"] = rec[0], rec[1]
             if len(rec) > 2:
                 floor[prefix + "recovery"] = abs(rec[2] - rec[1])
-    return values, ref, floor
+    return values, ref, floor, curves
 
 
 def _calibration(original: nn.Module, data: TextData, device: torch.device | None, cache: dict | None) -> Calibration:

@@ -344,6 +344,7 @@ def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: 
         direction = comp_rows["direction"].iloc[0] if len(comp_rows) else ""
         diverged = mine.groupby("method")["diverged"].sum() if len(mine) else pd.Series(dtype=int)
         attacked = sec["metric"].str.contains(ATTACK_SEP, regex=False)
+        seed0 = mine[mine["seed"] == mine["seed"].min()]["record"].tolist() if len(mine) else []
         body += [
             f'<h2 id="sec-{i}">{escape(d)} · forget {escape(f)}</h2>',
             "<h3>Leaderboard</h3>",
@@ -351,7 +352,16 @@ def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: 
         ]
         if attacked.any():
             body += under_attack(sec[attacked], diverged)
-        seed0 = mine[mine["seed"] == mine["seed"].min()]["record"].tolist() if len(mine) else []
+            png = plots.relearn_curves(seed0, colors)
+            if png is not None:
+                body.append(
+                    _img(
+                        png,
+                        "relearning curves",
+                        "The forget metric after each relearning step (seed "
+                        f"{mine['seed'].min()}), every model against oracle A under the same attack (dashed).",
+                    )
+                )
         figs = [
             (
                 plots.tradeoff(sec, colors),

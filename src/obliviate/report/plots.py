@@ -269,3 +269,27 @@ def ma_histograms(records: list[dict], colors: dict[str, str]) -> bytes | None:
             ax.set_xlabel("forget MA per sequence", fontsize=8)
     fig.tight_layout()
     return _png(fig)
+
+
+def relearn_curves(records: list[dict], colors: dict[str, str]) -> bytes | None:
+    """The forget metric against relearning steps (seed-0 cells): each method's curve beside oracle A's
+    under the same attack (black, dashed). A method that hid the data climbs away from the oracle."""
+    curves = [(rec["cell"]["method"], c) for rec in records for c in rec.get("curves", {}).values()]
+    if not curves:
+        return None
+    fig = Figure(figsize=(5.2, 3.4))
+    ax = fig.add_subplot(1, 1, 1)
+    drawn_reference = False
+    for name, c in sorted(curves, key=lambda nc: (nc[0] != ORACLE, nc[0])):
+        if not drawn_reference:
+            ax.plot(c["steps"], c["oracle"], "k--", lw=2, label="oracle A")
+            drawn_reference = True
+        label = "oracle B" if name == ORACLE else _tex(name)
+        ax.plot(c["steps"], c["model"], "-o", ms=3, color=colors.get(name, "k"), label=label)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("relearning steps", fontsize=8)
+    ax.set_ylabel(curves[0][1]["metric"], fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _png(fig)
