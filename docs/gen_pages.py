@@ -58,7 +58,11 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "neurips23": ("NeurIPS 2023 score", "`benchmarks/neurips23_digits.py`"),
     "ensemble": ("Ensemble", "`benchmarks/ensemble_speed.py`: K oracles as one vectorised ensemble"),
     "mia-fix": ("MIA-efficacy fix", "`benchmarks/mia_before_after.py`: the old vs SalUn's MIA-efficacy"),
-    "lm": ("Language models", "`obliviate lm-demo` and the LM benchmark scripts"),
+    "lm": ("Language models (older runs)", "the LM benchmark scripts and the pre-grid lm-demo's other methods"),
+    "lm-people": (
+        "Language models: the people scenario",
+        "`obliviate lm-demo` = `obliviate bench benchmarks/lm-people.yaml`: every row vs oracle A, floor oracle B",
+    ),
 }
 #: JSON files larger than this are linked by name only
 MAX_JSON = 4000
