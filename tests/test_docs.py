@@ -24,6 +24,9 @@ from pathlib import Path
 
 import pytest
 
+#: every command and code block of the docs, run as written: minutes in all
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 

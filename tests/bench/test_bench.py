@@ -128,6 +128,7 @@ def _frame(out: Path) -> pd.DataFrame:
     return df.sort_values(["forget", "method", "seed", "metric"]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_computing_only_missing_cells(tmp_path: Path) -> None:
     """SIGKILL a grid mid-way; the rerun computes only the missing cells, and the results equal an
     uninterrupted run's (timings aside)."""
@@ -202,6 +203,7 @@ def test_originals_and_oracles_are_shared_across_methods_and_runs(tmp_path: Path
     assert res.computed == 4  # new folder: none, finetune, neggrad+, oracle B
 
 
+@pytest.mark.slow
 def test_quick_config_runs_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped CI grid (benchmarks/quick.yaml) runs well within 3 minutes and gives a report."""
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
@@ -228,6 +230,7 @@ def test_a_changed_config_in_the_same_folder_reports_only_its_own_cells(tmp_path
     assert set(res.results.method) == {"none", "oracle"}
 
 
+@pytest.mark.slow
 def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histograms(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -305,7 +308,8 @@ def test_ulira_audit_from_a_grid_config(tmp_path: Path) -> None:
 
     text = GOOD.replace(
         "metrics: [forget_acc, test_acc, avg_gap]",
-        "metrics: [forget_acc, test_acc, avg_gap]\nroc: false\nulira: {n_shadow: 8, n_targets: 40, methods: [finetune, oracle]}",
+        "metrics: [forget_acc, test_acc, avg_gap]\nroc: false\n"
+        "ulira: {n_shadow: 8, n_targets: 40, methods: [finetune, oracle]}",
     )
     res = run(load_config(text=text), tmp_path / "u", progress=False)
     audited = res.results[res.results.metric == "ulira_auc"]
