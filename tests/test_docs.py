@@ -35,7 +35,7 @@ SKIP_COMMANDS = {
     "make demo": "the set-up itself (creates .venv, installs torch); the test suite runs inside it",
     "make test": "the set-up itself, then this whole suite: it would run itself",
     "obliviate lm-demo": "~8 min: trains a GPT-2 original and two oracles (800 steps each)",
-    "obliviate bench benchmarks/lm-people.yaml": "the lm-demo's grid (~8 min)",
+    "obliviate report runs/lm-demo/grid": "needs the lm-demo's grid above (~8 min)",
     "obliviate bench benchmarks/fashion-mnist.yaml": "52 min on 2 cores (the Fashion-MNIST leaderboard)",
     "obliviate report runs/bench/fashion-mnist": "needs the 52-minute Fashion-MNIST grid above",
 }
