@@ -23,7 +23,7 @@ from ..methods.result import UnlearningResult
 from ..metrics.catalogue import Metric, Modality, Outputs, SequenceOutputs, available, probe_metric, spec_of
 from ..metrics.lm import Calibration
 from ..models.architectures import build
-from ..objectives import CausalLMTask, ClassificationTask
+from ..objectives import CausalLMTask, ClassificationTask, Task
 from ..utils import seeded
 from .attacks import Attack, Relearn, parse_attacks
 from .report import Report, split_views
@@ -206,7 +206,7 @@ def evaluate(
     random_model: nn.Module | None = None,
     cache: dict | None = None,
     attacks: Sequence[str | dict | Attack] | None = None,
-    task: object | None = None,
+    task: Task | None = None,
     **method_overrides: Any,
 ) -> Report:
     """Evaluate an unlearned model on ``split`` of ``data``.
@@ -295,14 +295,11 @@ def evaluate(
             return outputs_of(m, data, sp, device=dev, random_model=rand, seed=seed)
 
     def measured(m: nn.Module) -> tuple[AnyOutputs, dict[str, float]]:
-        key = (id(m), tuple(names), seed, split.hash, id(data), id(original))
-        if cache is not None and key in cache and cache[key][0] is m:  # the entry pins m: ids cannot be reused
-            return cache[key][1], cache[key][2]
-        outs = outputs(m)
-        vals = _model_values(specs, outs)
-        if cache is not None:
-            cache[key] = (m, outs, vals)
-        return outs, vals
+        def compute() -> tuple[AnyOutputs, dict[str, float]]:
+            outs = outputs(m)
+            return outs, _model_values(specs, outs)
+
+        return _pinned(cache, (id(m), tuple(names), seed, split.hash, id(data), id(original)), m, compute)
 
     outs = outputs(net)
     values = _model_values(specs, outs)
@@ -341,7 +338,9 @@ def evaluate(
         nets = [net, *(_unwrap(o)[0] for o in oracles)]
         known = {id(net): outs, id(ref_net): ref_outs, **({id(nets[2]): o2_outs} if len(oracles) > 1 else {})}
         orig_net = None if original is None else _unwrap(original)[0]
-        extra = _attacked(attack_list, nets, known, orig_net, data, split, modality, outputs, seed, cache)
+        if task is None:
+            task = CausalLMTask(data.tokenizer) if isinstance(data, TextData) else ClassificationTask(data.num_classes)
+        extra = _attacked(attack_list, nets, known, orig_net, data, split, modality, outputs, seed, cache, task)
         values.update(extra[0])
         ref.update(extra[1])
         floor.update(extra[2])
@@ -361,11 +360,11 @@ def _attacked(
     outputs: Callable[..., AnyOutputs],
     seed: int,
     cache: dict | None,
+    task: Task,
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, dict]]:
     """Rows ``<attack>/<metric>`` for the model (``models[0]``) and the oracles under each attack, and
     ``<attack>/recovery`` when the original is given. The oracles' and the original's entries are
     cached across calls (a grid's cells share them); ``known`` holds outputs on ``split`` already computed."""
-    task = CausalLMTask(data.tokenizer) if isinstance(data, TextData) else ClassificationTask(data.num_classes)
     primary = spec_of(RECOVERY_OF[modality], modality)
     assert primary is not None
     rows = [m for m in (spec_of(n, modality) for n in ATTACK_METRICS[modality]) if m is not None]
@@ -375,11 +374,7 @@ def _attacked(
     curves: dict[str, dict] = {}
 
     def memo(key: tuple, m: nn.Module, compute: Callable[[], Any]) -> Any:
-        if m is models[0] or cache is None:
-            return compute()
-        if key not in cache or cache[key][0] is not m:  # the entry pins m: ids cannot be reused
-            cache[key] = (m, compute())
-        return cache[key][1]
+        return compute() if m is models[0] else _pinned(cache, key, m, compute)  # the model judged changes
 
     def before(m: nn.Module, measured: ForgetSplit) -> float:
         """The forget metric of the unattacked model on the rows the attack is measured on."""
@@ -424,10 +419,14 @@ def _attacked(
 
 def _calibration(original: nn.Module, data: TextData, device: torch.device | None, cache: dict | None) -> Calibration:
     """The original's γ and perplexity, once per (original, data) when a cache is kept."""
-    key = ("calibration", id(original), id(data))
-    if cache is not None and key in cache and cache[key][0] is original:
-        return cache[key][1]
-    cal = calibrate(original, data, device)
-    if cache is not None:
-        cache[key] = (original, cal)
-    return cal
+    return _pinned(cache, ("calibration", id(original), id(data)), original, lambda: calibrate(original, data, device))
+
+
+def _pinned(cache: dict | None, key: tuple, owner: nn.Module, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per ``key`` in a cache kept across calls (a grid's cells). The entry holds
+    ``owner``, the model the key's ``id()`` names, so a recycled id never returns another model's entry."""
+    if cache is None:
+        return compute()
+    if key not in cache or cache[key][0] is not owner:
+        cache[key] = (owner, compute())
+    return cache[key][1]
