@@ -277,6 +277,23 @@ def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histog
     assert oracle_b["gap"] == pytest.approx(oracle_b["floor"]) and oracle_b["floor"] > 0
 
 
+def test_grid_attacks_that_cannot_apply_are_left_out_of_those_cells(tmp_path: Path) -> None:
+    """A grid-level ``relearn-related`` runs on class forgetting and is skipped (with a note) on random
+    forgetting, where there is no forgotten class to take few shots of; the other attacks run on both."""
+    from obliviate.bench.results import iter_cells
+
+    text = GOOD.replace("  - random: 0.1", "  - random: 0.1\n  - class: 3").replace(
+        "threads: 1", "threads: 1\nroc: false\nattacks: [relearn-related, {relearn: {steps: 2}}]"
+    )
+    res = run(load_config(text=text), tmp_path / "a", progress=False)
+    rows = res.summary[res.summary.method == "finetune"].set_index(["forget", "metric"])
+    assert ("class-3", "relearn-related/forget_acc") in rows.index and ("class-3", "relearn/recovery") in rows.index
+    assert ("random-0.1", "relearn/forget_acc") in rows.index
+    assert not any(m.startswith("relearn-related/") for m in rows.loc["random-0.1"].index)
+    notes = {c["cell"]["forget"]: c["notes"] for c in iter_cells(res.out) if c["cell"]["method"] == "finetune"}
+    assert any("relearn-related needs class forgetting" in n for n in notes["random-0.1"]) and not notes["class-3"]
+
+
 def test_lm_demo_preset_is_the_lm_people_grid() -> None:
     """`obliviate lm-demo` and benchmarks/lm-people.yaml run the same grid (so the committed LM tables are
     what the demo prints); the preset's table printer reads any grid summary of that shape."""

@@ -92,6 +92,20 @@ def test_attack_specs_and_bad_input(digits, original, class_split, oracles):
         Relearn(source="related").relearn_set(digits, ob.ForgetSplit.random(digits.train, 0.1), seed=0)
     with pytest.raises(ValueError, match="pass oracle="):
         ob.evaluate(original, digits, class_split, attacks=["relearn"])
+    random_split = ob.ForgetSplit.random(digits.train, 0.1)
+    with pytest.raises(ValueError, match="relearn-related needs class forgetting"):
+        ob.evaluate(original, digits, random_split, oracle=oracles[0], attacks=["relearn-related"])
+
+    class Prior(torch.nn.Module):  # class frequencies only: no weight matrix for a quantizer to round
+        def __init__(self) -> None:
+            super().__init__()
+            self.logits = torch.nn.Parameter(torch.zeros(10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.logits.expand(len(x), 10)
+
+    with pytest.raises(ValueError, match="quantize-int4: the model has no weight matrices"):
+        ob.evaluate(Prior(), digits, class_split, oracle=oracles[0], attacks=["quantize-int4"])
 
 
 def test_relearning_curve_starts_before_the_attack_and_ends_at_its_row(digits, original, class_split, oracles):

@@ -292,6 +292,7 @@ _EVAL_CACHE: dict = {}
 @_threaded
 def cell_job(job: Cell) -> dict:
     """One cell: unlearn (or take oracle B), evaluate against the oracles, write ``cells/<key>.json``."""
+    from ..evaluation.attacks import parse_attacks
     from ..evaluation.evaluate import evaluate, outputs_of
     from ..methods.unlearn import unlearn
     from ..models.store import save_model
@@ -328,8 +329,13 @@ def cell_job(job: Cell) -> dict:
             progress=False,
             **params,
         )
+    # a grid's attacks that cannot apply to this forget set (relearn-related on random forgetting) are
+    # left out of this cell, and the cell says so
+    attacks = parse_attacks(job.attacks)
+    skipped = {a.name: why for a in attacks if (why := a.unfit(result.model, data, split))}
+    attacks = [a for a in attacks if a.name not in skipped]
     # LM rows are calibrated on the original (γ, perplexity); attacks measure recovery against it
-    original = _original(job.original, recipe_key) if lm or job.attacks else None
+    original = _original(job.original, recipe_key) if lm or attacks else None
     report = evaluate(
         result,
         data,
@@ -340,7 +346,7 @@ def cell_job(job: Cell) -> dict:
         device=job.device,
         cache=_EVAL_CACHE,
         original=original,
-        attacks=list(job.attacks),
+        attacks=attacks,
     )
     frame = report.to_frame()
     curves = report.details.get("curves", {})
@@ -350,7 +356,7 @@ def cell_job(job: Cell) -> dict:
         "tuned": job.tuning is not None,
         "seconds": result.seconds,
         "diverged": result.diverged,
-        "notes": result.notes,
+        "notes": result.notes + [f"attack skipped: {why}" for why in skipped.values()],
         "metrics": json.loads(frame.to_json(orient="records")),
         **({"curves": curves} if curves else {}),
     }

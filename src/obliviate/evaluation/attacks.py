@@ -77,6 +77,23 @@ class Relearn:
         """The split an attacked model is measured on (the forget rows not relearned)."""
         return self.parts(data, split, seed)[1]
 
+    def unfit(self, model: nn.Module, data: Data, split: ForgetSplit) -> str | None:
+        """Why this attack cannot run on ``model``/``split`` (None when it can): checked before any work."""
+        if not any(p.requires_grad for p in model.parameters()):
+            return f"{self.name}: the model has no trainable parameters"
+        return self._data_unfit(data, split)
+
+    def _data_unfit(self, data: Data, split: ForgetSplit) -> str | None:
+        if self.source == "related":
+            if isinstance(data, TextData):
+                if data.qa is None or data.forget is None or data.forget.hash != split.hash:
+                    return f"{self.name} on text needs the dataset's own forget split and its QA probes"
+            elif not split.classes:
+                return f"{self.name} needs class forgetting (ForgetSplit.by_class): few shots of the class"
+        elif self.source == "forget" and len(split.forget_ids) < 2:
+            return f"{self.name} needs at least 2 forget examples (one to relearn, one to measure)"
+        return None
+
     def relearn_set(self, data: Data, split: ForgetSplit, seed: int) -> Any:
         """The rows the attack fine-tunes on; the same for every model of a seed."""
         if self.source == "related":
@@ -84,12 +101,12 @@ class Relearn:
         return subset(data.train, self.parts(data, split, seed)[0])
 
     def _related(self, data: Data, split: ForgetSplit, seed: int) -> Any:
+        why = self._data_unfit(data, split)
+        if why:
+            raise ValueError(why)
         if isinstance(data, TextData):
-            if data.qa is None or data.forget is None or data.forget.hash != split.hash:
-                raise ValueError("relearn-related on text needs the dataset's own forget split and its QA probes")
+            assert data.qa is not None
             return data.qa[0]  # the forget people's facts, paraphrased
-        if not split.classes:
-            raise ValueError("relearn-related needs class forgetting (ForgetSplit.by_class): few shots of the class")
         labels = labels_of(data.test)
         pool = torch.nonzero(torch.isin(labels, torch.tensor(split.classes))).flatten()
         if len(pool) == 0:
@@ -113,8 +130,9 @@ class Relearn:
                 return ids[torch.from_numpy(chosen)], dataclasses.replace(
                     split, forget_ids=ids[~torch.from_numpy(chosen)]
                 )
-        if len(ids) < 2:
-            raise ValueError("the relearn attack needs at least 2 forget examples (one to relearn, one to measure)")
+        why = self._data_unfit(data, split)
+        if why:
+            raise ValueError(why)
         k = min(len(ids) - 1, max(1, round(self.fraction * len(ids))))
         pick = torch.from_numpy(g.permutation(len(ids))[:k])
         keep = torch.ones(len(ids), dtype=torch.bool)
@@ -197,6 +215,13 @@ class Quantize:
 
     def measured_split(self, data: Data, split: ForgetSplit, seed: int) -> ForgetSplit:
         return split
+
+    def unfit(self, model: nn.Module, data: Data, split: ForgetSplit) -> str | None:
+        """Why this attack cannot run on ``model`` (None when it can): a model without weight matrices
+        has nothing to quantize, and a round trip that changed nothing would report a false pass."""
+        if not any(p.dim() >= 2 and p.is_floating_point() for p in model.parameters()):
+            return f"{self.name}: the model has no weight matrices (Linear, Conv, Embedding) to quantize"
+        return None
 
     def apply(
         self,

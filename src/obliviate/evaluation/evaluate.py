@@ -301,6 +301,10 @@ def evaluate(
 
         return _pinned(cache, (id(m), tuple(names), seed, split.hash, id(data), id(original)), m, compute)
 
+    for a in attack_list:  # before any work: an attack that cannot apply would report a false pass
+        why = a.unfit(net, data, split)
+        if why:
+            raise ValueError(why)
     outs = outputs(net)
     values = _model_values(specs, outs)
     details: dict[str, Any] = {"outputs": outs}
