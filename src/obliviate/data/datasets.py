@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 import torch
@@ -69,6 +69,9 @@ class ArrayDataset(Dataset):
         return h.hexdigest()[:16]
 
 
+_D = TypeVar("_D", bound="Data")
+
+
 @dataclass(frozen=True)
 class Data:
     """A named train/test pair (and an optional validation set) of one classification task."""
@@ -82,11 +85,20 @@ class Data:
     #: tabular sets: the training rows' raw (unstandardised) columns, row i = training example i, for
     #: SQL deletion requests in the units users know (``ForgetSplit.where(data.train_table, ...)``)
     train_table: Any = None
+    #: per training row, the subject (person, entity) it is about as an integer code, -1 for none: one
+    #: notion for tables, images and text (a subject column's values, the people scenario's persons).
+    #: Deleting a person removes their rows; the relearning attack relearns some subjects, measures others
+    groups: np.ndarray | None = None
+    #: the ``train_table`` column holding each row's subject name (``groups`` codes those names)
+    subject: str | None = None
+    #: user files: how the data was read (:class:`obliviate.data.user.Source`), to read it again identically
+    source: Any = None
 
-    def subset_train(self, ids: torch.Tensor) -> Data:
-        """The same data with only training rows ``ids`` (and their table rows)."""
+    def subset_train(self: _D, ids: torch.Tensor) -> _D:
+        """The same data with only training rows ``ids`` (and their table rows and subjects)."""
         table = None if self.train_table is None else self.train_table.iloc[ids.numpy()].reset_index(drop=True)
-        return replace(self, train=subset(self.train, ids), train_table=table)
+        groups = None if self.groups is None else self.groups[ids.numpy()]
+        return replace(self, train=subset(self.train, ids), train_table=table, groups=groups)
 
     def with_validation(self, fraction: float = 0.5, seed: int = 0) -> Data:
         """Carve a stratified validation set out of the *test* set.
@@ -234,16 +246,82 @@ def _fashion_mnist(root: str | Path | None = None) -> Data:
     return from_arrays(x_tr, y_tr, x_te, y_te, name="fashion-mnist", num_classes=10)
 
 
+def read_cifar(root: str | Path, *, label: str = "fine") -> Data:
+    """CIFAR-10 or CIFAR-100 from the *binary* version in a local folder (never the Python pickles).
+
+    CIFAR-10 (``cifar-10-batches-bin``): ``data_batch_1..5.bin`` and ``test_batch.bin``, records of
+    1 label byte + 3,072 pixel bytes (1,024 red, then green, then blue, row-major 32x32). CIFAR-100
+    (``cifar-100-binary``): ``train.bin`` and ``test.bin``, records of a coarse and a fine label byte +
+    3,072 pixel bytes; ``label`` picks ``fine`` (100 classes) or ``coarse`` (20 superclasses).
+    The official test batch is the test set.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of CIFAR binary batches")
+    batches = sorted(root.glob("data_batch_*.bin"))
+    if batches:
+        if not (root / "test_batch.bin").is_file():
+            raise ValueError(f"{root} has CIFAR-10 training batches but no test_batch.bin")
+        x_tr, y_tr = _cifar_records(batches, 1, 0)
+        x_te, y_te = _cifar_records([root / "test_batch.bin"], 1, 0)
+        name, classes = "cifar10", 10
+    elif (root / "train.bin").is_file() and (root / "test.bin").is_file():
+        if label not in ("fine", "coarse"):
+            raise ValueError(f"label must be 'fine' or 'coarse' for CIFAR-100, got {label!r}")
+        which = 1 if label == "fine" else 0
+        x_tr, y_tr = _cifar_records([root / "train.bin"], 2, which)
+        x_te, y_te = _cifar_records([root / "test.bin"], 2, which)
+        name, classes = "cifar100", 100 if label == "fine" else 20
+    else:
+        raise ValueError(
+            f"{root} holds no CIFAR binary batches: expected data_batch_1.bin .. test_batch.bin (CIFAR-10, "
+            "'binary version') or train.bin + test.bin (CIFAR-100). The Python-pickle version is not read"
+        )
+    return from_arrays(x_tr, y_tr, x_te, y_te, name=name, num_classes=classes)
+
+
+def _cifar_records(files: Sequence[Path], label_bytes: int, which: int) -> tuple[np.ndarray, np.ndarray]:
+    record = label_bytes + 3072
+    raws = []
+    for f in files:
+        raw = np.fromfile(f, dtype=np.uint8)
+        if len(raw) == 0 or len(raw) % record:
+            raise ValueError(f"{f} is {len(raw)} bytes, not a whole number of {record}-byte CIFAR records")
+        raws.append(raw.reshape(-1, record))
+    rows = np.concatenate(raws)
+    y = rows[:, which].astype(np.int64)
+    x = rows[:, label_bytes:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
+    return x, y
+
+
 _LOADERS: dict[str, Callable[..., Data]] = {}
 #: datasets that application packages provide, as "module:function" entry points resolved on first
 #: use (as Python package entry points are): naming the loader does not make this layer import it
 ENTRY_POINTS: dict[str, str] = {"people": "obliviate.lm.scenario:load_people"}
 
 
+def _cifar(name: str) -> Callable[..., Data]:
+    def load_cifar(root: str | Path | None = None, label: str = "fine") -> Data:
+        """CIFAR-10/100 from a local folder of the binary batches (no copy ships offline)."""
+        if root is None:
+            raise FileNotFoundError(
+                f"{name} is not shipped with obliviate: download the binary version (cifar-10-binary.tar.gz or "
+                f"cifar-100-binary.tar.gz), unpack it, and pass root= pointing at the folder of .bin files"
+            )
+        data = read_cifar(root, label=label)
+        if data.name != name:
+            raise ValueError(f"{root} holds {data.name}, not {name}")
+        return data
+
+    return load_cifar
+
+
 def _builtins() -> dict[str, Callable[..., Data]]:
     from sklearn import datasets as skd
 
     return {
+        "cifar10": _cifar("cifar10"),
+        "cifar100": _cifar("cifar100"),
         "digits": lambda: _sklearn(skd.load_digits, "digits", (1, 8, 8)),
         "breast-cancer": lambda: _sklearn(skd.load_breast_cancer, "breast-cancer", None),
         "wine": lambda: _sklearn(skd.load_wine, "wine", None),

@@ -9,11 +9,10 @@ secret repeated ten times in a corpus is one row (one sequence to forget and to 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -155,7 +154,6 @@ class TextData(Data):
     forget: ForgetSplit | None = None
     probes: Mapping[str, TextDataset] = field(default_factory=dict)
     qa: tuple[TextDataset, tuple[TextDataset, ...]] | None = None
-    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for part in ("train", "test"):
@@ -172,9 +170,8 @@ class TextData(Data):
         return self.forget
 
     def subset_train(self, ids: torch.Tensor) -> TextData:
-        assert isinstance(self.train, TextDataset)  # checked in __post_init__
-        groups = None if self.groups is None else self.groups[ids.numpy()]
-        return replace(self, train=self.train.subset(ids), forget=None, probes={}, qa=None, groups=groups)
+        base = super().subset_train(ids)  # rows, their table rows and subjects
+        return replace(base, forget=None, probes={}, qa=None)
 
     def with_validation(self, fraction: float = 0.5, seed: int = 0) -> TextData:
         """Move a seeded random ``fraction`` of the never-trained ``test`` rows to ``val`` (the
@@ -188,6 +185,25 @@ class TextData(Data):
         if k >= len(test):
             raise ValueError(f"{len(test)} test rows are too few to split off a validation set")
         return replace(self, test=test.subset(order[k:].sort().values), val=test.subset(order[:k].sort().values))
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096):
+    """A byte-level BPE tokenizer trained here (0.4 s for 4k tokens on ~1 MB), as a Hugging Face
+    ``PreTrainedTokenizerFast`` with ``<|endoftext|>`` as end-of-sequence and padding token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
 def from_texts(
