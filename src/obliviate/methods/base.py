@@ -206,6 +206,10 @@ class Method(Generic[P]):
     #: the kinds of model the method is written for: "classification" and/or "lm" (causal LMs);
     #: ``ob.unlearn`` refuses a task outside them
     modalities: ClassVar[frozenset[str]] = frozenset({"classification"})
+    #: the modalities whose method lists (``available(modality)``, a grid's "all") name the method;
+    #: None = every one of ``modalities``. The LM methods also run on classifiers, with LM defaults,
+    #: and list themselves under "lm" only
+    listed: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.Params)}
@@ -236,16 +240,16 @@ def register(cls: _M) -> _M:
 
 
 def available(modality: str | None = None) -> list[str]:
-    """Registered method names; with ``modality``, those written for it: "lm" the language-model
-    methods, "classification" the classification ones (LM methods that also run on classifiers,
-    with LM defaults, are not listed there: they are what "all" means in a classification demo or grid).
-    The baselines ``none`` and ``retrain`` run on every modality and are listed for each."""
+    """Registered method names; with ``modality``, those listed for it (see ``Method.listed``): "lm"
+    the language-model methods, "classification" the classification ones (what "all" means in a
+    classification demo or grid). LM methods that also run on classifiers, with LM defaults, are
+    listed under "lm" only; the baselines ``none`` and ``retrain`` under every modality they run on."""
     if modality is None:
         return sorted(_REGISTRY)
-    if modality == "lm":
+    if modality == "lm":  # every method that runs on causal LMs is an LM method
         return sorted(n for n, c in _REGISTRY.items() if "lm" in c.modalities)
     return sorted(
-        n for n, c in _REGISTRY.items() if c.modalities == {modality} or (n in BASELINES and modality in c.modalities)
+        n for n, c in _REGISTRY.items() if modality in c.modalities and modality in (c.listed or c.modalities)
     )
 
 

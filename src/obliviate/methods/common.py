@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..data.loading import endless_batches
 from ..utils import progress_bar
 from .base import Context, Params
 
@@ -61,9 +62,16 @@ def forward_losses(model: nn.Module, ctx: Context, batch) -> tuple[torch.Tensor,
     return logits, ctx.task.losses(logits, batch)
 
 
+def retain_probe(model: nn.Module, ctx: Context, batch_size: int) -> Callable[[], torch.Tensor]:
+    """A callable giving the mean loss of the next retain batch at the model's current weights: the
+    retain direction GRU's projection (:func:`forget_step`) steers by in methods without a retain term."""
+    batches = endless_batches(ctx.retain, batch_size, ctx.generator)
+    return lambda: forward_losses(model, ctx, next(batches)[1])[1].mean()
+
+
 def ascent_at(model: nn.Module, ctx: Context, batch, cap: float | None, weight: float = 1.0) -> torch.Tensor:
     """``weight * ascent_loss`` of a batch at the model's current weights: what a SAM step
-    (:func:`sam_step`) recomputes at the perturbed point θ + ε."""
+    (:func:`forget_step`) recomputes at the perturbed point θ + ε."""
     return weight * ascent_loss(forward_losses(model, ctx, batch)[1], cap)
 
 
@@ -105,58 +113,112 @@ def ascent_batch_size(n_forget: int, batch_size: int | None, steps: int = 10) ->
 @dataclass(frozen=True)
 class ForgetStepParams(Params):
     """How an ascent method takes its forget step; mixed into the Params of ``neggrad``, ``neggrad+``
-    and every loop-driven LM method (``ga``, ``grad-diff``, ``npo``, ...).
+    and every loop-driven LM method (``ga``, ``grad-diff``, ``npo``, ...). Both options are off by
+    default, and then the method's plain step runs, bit for bit. See :func:`forget_step`.
 
     ``sam_rho``: the sharpness-aware forget step of Fan et al. (ICML 2025, "Towards LLM unlearning
     resilient to relearning attacks: a sharpness-aware minimization perspective", arXiv 2502.05374;
-    code OPTML-Group/Unlearn-Smooth), see :func:`sam_step`. 0 (the default) is off and runs the
-    method's plain step, bit for bit. The paper's ρ is 0.1 (WMDP) and 0.01 (MUSE) on 7B models;
+    code OPTML-Group/Unlearn-Smooth). The paper's ρ is 0.1 (WMDP) and 0.01 (MUSE) on 7B models;
     ρ is a distance in weight space measured with the global gradient norm, so re-tune it for
     small models.
+
+    ``grad_projection``: GRU's retain-preserving projection (Wang et al. 2025, "GRU: mitigating the
+    trade-off between unlearning and retention", arXiv 2503.09117; OpenUnlearning PR #83, not
+    merged), the EMA weight γ of the retain gradient (the paper's 0.8; search {0.8, 0.9, 0.95});
+    0 is off.
     """
 
     sam_rho: float = 0.0
+    grad_projection: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         rho = self.sam_rho
         if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not (math.isfinite(rho) and rho >= 0):
             raise ValueError(f"sam_rho must be a finite number >= 0 (0 = off), got {rho!r}")
+        g = self.grad_projection
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= 1:
+            raise ValueError(f"grad_projection must be an EMA weight in (0, 1] (0 = off), got {g!r}")
 
 
-def sam_step(
+def forget_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
+    p: ForgetStepParams,
+    ctx: Context,
+    where: str,
     forget_loss: torch.Tensor,
+    *,
+    forget_again: Callable[[], torch.Tensor] | None = None,
+    retain_loss: torch.Tensor | None = None,
+    retain_probe: Callable[[], torch.Tensor] | None = None,
+    grad_clip: float | None = None,
+) -> None:
+    """One guarded step on ``forget_loss (+ retain_loss)``; with neither option of ``p`` set, exactly
+    :func:`step`. ``forget_loss`` and ``retain_loss`` come from separate forward passes at θ.
+
+    ``p.sam_rho > 0`` (Fan et al. 2025, §4; ``Unlearn-Smooth`` ``WMDP/src/unlearn/base.py``):
+    g_f = ∇ forget_loss at θ; ε = ρ · g_f / ‖g_f‖ (global norm over the optimiser's parameters);
+    ``forget_again()`` recomputes the forget loss on the same batch at θ + ε, and its gradient
+    replaces g_f; θ is restored exactly (a saved copy, not θ + ε − ε, which rounds). Why: a forget
+    loss minimised at a sharp point is undone by a small fine-tune (relearning); minimising the worst
+    forget loss within a ρ-ball seeks a flat region where nearby weights forget too. Cost: one extra
+    forward/backward on the forget batch.
+
+    ``p.grad_projection = γ > 0`` (GRU): the retain gradient g_r (of ``retain_loss``, or of
+    ``retain_probe()`` on a retain batch for methods without a retain term) is kept as an EMA
+    g̃_r ← γ·g_r + (1−γ)·g̃_r in ``ctx.state``; when ⟨g_f, g̃_r⟩ < 0 the forget gradient loses its
+    component along g̃_r, g_f ← g_f − (⟨g_f, g̃_r⟩/‖g̃_r‖²)·g̃_r, so the forget step does not, to
+    first order, raise the retain loss. The update is the projected g_f, plus g_r only where the
+    method has a retain term (a probe only steers). Cost: one retain forward/backward per step for
+    methods without a retain term.
+
+    ``grad_clip`` clips the combined gradient, as :func:`step`.
+    """
+    if not p.sam_rho and not p.grad_projection:
+        step(model, optimizer, forget_loss if retain_loss is None else forget_loss + retain_loss, ctx, where, grad_clip)
+        return
+    ctx.check_loss(forget_loss if retain_loss is None else forget_loss + retain_loss, where)
+    params = [q for group in optimizer.param_groups for q in group["params"] if q.requires_grad]
+    optimizer.zero_grad(set_to_none=True)
+    g_f: list[torch.Tensor | None] = list(torch.autograd.grad(forget_loss, params, allow_unused=True))
+    g_r: list[torch.Tensor | None] | None = None
+    if retain_loss is not None:
+        g_r = list(torch.autograd.grad(retain_loss, params, allow_unused=True))
+    elif p.grad_projection:
+        if retain_probe is None:
+            raise ValueError(f"{where}: grad_projection needs the retain set's gradient (no retain probe given)")
+        probe = retain_probe()
+        ctx.check_loss(probe, f"{where} (retain probe)")
+        g_r = list(torch.autograd.grad(probe, params, allow_unused=True))
+    if p.sam_rho:
+        if forget_again is None:
+            raise ValueError(f"{where}: sam_rho needs the forget loss recomputed at the perturbed point")
+        g_f = _at_sam_point(params, g_f, forget_again, p.sam_rho, ctx, where)
+    if p.grad_projection:
+        assert g_r is not None
+        g_f = _project(params, g_f, g_r, p.grad_projection, ctx)
+    applied = [g_f] if retain_loss is None else [g_f, g_r]
+    with torch.no_grad():
+        for i, q in enumerate(params):
+            parts = [t for g in applied if g is not None and (t := g[i]) is not None]
+            q.grad = sum(parts[1:], parts[0]) if parts else None
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    ctx.after_step(model)
+
+
+def _at_sam_point(
+    params: list[torch.Tensor],
+    g_f: list[torch.Tensor | None],
     forget_again: Callable[[], torch.Tensor],
     rho: float,
     ctx: Context,
     where: str,
-    grad_clip: float | None = None,
-    retain_loss: torch.Tensor | None = None,
-) -> None:
-    """One guarded sharpness-aware step on ``forget_loss (+ retain_loss)`` (Fan et al. 2025, §4;
-    ``Unlearn-Smooth`` ``WMDP/src/unlearn/base.py``):
-
-    1. g_f = ∇ forget_loss at θ; ε = ρ · g_f / ‖g_f‖ (global norm over the optimiser's parameters);
-    2. the forget loss again at θ + ε (``forget_again()`` recomputes it on the same batch);
-    3. θ restored exactly (a saved copy, not θ + ε − ε, which rounds);
-    4. the update uses ∇ forget_loss(θ + ε) + ∇ retain_loss(θ): only the forget side is smoothed.
-
-    Why: a forget loss minimised at a sharp point is undone by a small fine-tune (relearning);
-    minimising the worst forget loss within a ρ-ball seeks a flat region where nearby weights
-    forget too. Cost: one extra forward/backward on the forget batch per step.
-
-    ``forget_loss`` and ``retain_loss`` must come from separate forward passes at θ (the retain
-    gradient is taken before θ moves). ``grad_clip`` clips the combined gradient, as :func:`step`.
-    """
-    ctx.check_loss(forget_loss if retain_loss is None else forget_loss + retain_loss, where)
-    params = [q for group in optimizer.param_groups for q in group["params"] if q.requires_grad]
-    optimizer.zero_grad(set_to_none=True)
-    grads = torch.autograd.grad(forget_loss, params, allow_unused=True)
-    if retain_loss is not None:
-        retain_loss.backward()
-    used = [(q, g) for q, g in zip(params, grads) if g is not None]
+) -> list[torch.Tensor | None]:
+    """The forget gradient at θ + ρ·g_f/‖g_f‖ (θ restored exactly afterwards)."""
+    used = [(q, g) for q, g in zip(params, g_f) if g is not None]
     saved = [q.detach().clone() for q, _ in used]
     with torch.no_grad():
         norms = [torch.linalg.vector_norm(g.float()) for _, g in used]
@@ -166,12 +228,35 @@ def sam_step(
     try:
         adversarial = forget_again()
         ctx.check_loss(adversarial, f"{where} (SAM point)")
-        adversarial.backward()
+        return list(torch.autograd.grad(adversarial, params, allow_unused=True))
     finally:
         with torch.no_grad():
             for (q, _), s in zip(used, saved):
                 q.copy_(s)
-    if grad_clip is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    ctx.after_step(model)
+
+
+def _project(
+    params: list[torch.Tensor],
+    g_f: list[torch.Tensor | None],
+    g_r: list[torch.Tensor | None],
+    gamma: float,
+    ctx: Context,
+) -> list[torch.Tensor | None]:
+    """GRU's projection of g_f against the EMA of g_r (kept per run in ``ctx.state["gru_ema"]``)."""
+    flat_r = torch.cat([(g if g is not None else torch.zeros_like(q)).flatten().float() for q, g in zip(params, g_r)])
+    ema = ctx.state.get("gru_ema")
+    ema = flat_r if ema is None else gamma * flat_r + (1 - gamma) * ema
+    ctx.state["gru_ema"] = ema
+    flat_f = torch.cat([(g if g is not None else torch.zeros_like(q)).flatten().float() for q, g in zip(params, g_f)])
+    dot, sq = torch.dot(flat_f, ema), torch.dot(ema, ema)
+    ctx.state["gru_projected"] = ctx.state.get("gru_projected", 0) + int(dot < 0)
+    if dot >= 0 or sq <= 0:
+        return g_f
+    flat_f = flat_f - (dot / sq) * ema
+    out: list[torch.Tensor | None] = []
+    offset = 0
+    for q, g in zip(params, g_f):
+        part = flat_f[offset : offset + q.numel()]
+        out.append(None if g is None and not part.any() else part.view_as(q).to(q.dtype))
+        offset += q.numel()
+    return out

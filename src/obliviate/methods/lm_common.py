@@ -43,7 +43,7 @@ from torch import nn
 from ..metrics.lm import calibrate_threshold
 from ..utils import progress_bar
 from .base import Context, Method, correct_scores
-from .common import ForgetStepParams, sam_step, step
+from .common import ForgetStepParams, forget_step
 
 STOPS = ("aggregate", "sequence", "none")
 RETAINS = ("nll", "kl")
@@ -167,6 +167,11 @@ def stop_met(scores: torch.Tensor, gamma: float, rule: str) -> bool:
 LP = TypeVar("LP", bound=LMParams)
 
 
+def _given(loss: torch.Tensor) -> torch.Tensor:
+    """A retain loss already computed this step, handed to :func:`forget_step` as its probe."""
+    return loss
+
+
 class LMMethod(Method[LP]):
     """Base of the loop-driven methods: subclasses define :meth:`forget_losses` (per sequence, to
     minimise) and may override :meth:`setup`, :meth:`active`, :meth:`forget_scores` and :meth:`finish`.
@@ -174,6 +179,7 @@ class LMMethod(Method[LP]):
 
     Params = LMParams
     modalities = frozenset({"classification", "lm"})
+    listed = frozenset({"lm"})
 
     def setup(self, model: nn.Module, ctx: Context) -> None:
         """Per-run preparation (reference likelihoods, control vectors) before the first step."""
@@ -249,7 +255,7 @@ class LMMethod(Method[LP]):
         )
         forget_iter = cycle(ctx.task, ctx.forget, bs, ctx.generator)
         retain_iter = None
-        if p.alpha > 0:
+        if p.alpha > 0 or p.grad_projection:  # GRU steers by the retain gradient even without a retain term
             retain_iter = (
                 weighted(ctx.retain, p.retain_batch_size, ctx.generator)
                 if hasattr(ctx.retain, "weights")
@@ -282,7 +288,7 @@ class LMMethod(Method[LP]):
             row = {"step": i, "forget_ma_mean": float(seen.mean()), "forget_active": int(active.sum())}
             if gamma is not None:
                 row["above_gamma"] = int((seen > gamma).sum())
-            loss = retain = None
+            loss = retain = probe = None
             if active.any():  # selective: this batch may be done while the others are not
                 loss = self._forget_term(model, batch, rows, active, ctx, logits)
                 row["forget_loss"] = float(loss.detach())
@@ -290,13 +296,24 @@ class LMMethod(Method[LP]):
                     _, rb = next(retain_iter)
                     r = self.retain_loss(model, ctx.task.to(rb, ctx.device), ctx)
                     row["retain_loss"] = float(r.detach())
-                    retain = p.alpha * r
+                    if p.alpha > 0:
+                        retain = p.alpha * r
+                    else:
+                        probe = r
             ctx.history.append(row)
-            if loss is not None and p.sam_rho:
-                again = partial(self._forget_term, model, batch, rows, active, ctx)
-                sam_step(model, opt, loss, again, p.sam_rho, ctx, self.name, p.grad_clip, retain)
-            elif loss is not None:
-                step(model, opt, loss if retain is None else loss + retain, ctx, self.name, p.grad_clip)
+            if loss is not None:
+                forget_step(
+                    model,
+                    opt,
+                    p,
+                    ctx,
+                    self.name,
+                    loss,
+                    forget_again=partial(self._forget_term, model, batch, rows, active, ctx),
+                    retain_loss=retain,
+                    retain_probe=None if probe is None else partial(_given, probe),
+                    grad_clip=p.grad_clip,
+                )
             bar.update()
             if not per_step and (i + 1) % per_epoch == 0:
                 scores = self.forget_scores(model, ctx)

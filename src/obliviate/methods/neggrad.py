@@ -14,9 +14,9 @@ from .common import (
     ascent_batch_size,
     ascent_loss,
     epochs,
+    forget_step,
     forward_losses,
-    sam_step,
-    step,
+    retain_probe,
 )
 
 
@@ -31,8 +31,9 @@ class NegGrad(Method["NegGrad.Params"]):
 
     Unstable by nature (no retain term); per-example losses are capped at ``loss_cap`` nats so
     ascent stops pushing an example once p_y <= exp(-cap) (``loss_cap=None`` = the paper's form).
-    ``sam_rho > 0`` takes each ascent step at the worst point of a ρ-ball (Fan et al. 2025, see
-    :func:`~obliviate.methods.common.sam_step`).
+    ``sam_rho > 0`` takes each ascent step at the worst point of a ρ-ball (Fan et al. 2025), and
+    ``grad_projection > 0`` projects it away from the retain gradient of a retain batch drawn per step
+    (GRU; see :func:`~obliviate.methods.common.forget_step`).
     """
 
     name = "neggrad"
@@ -52,17 +53,17 @@ class NegGrad(Method["NegGrad.Params"]):
         p = self.params
         opt = p.make_optimizer(model)
         batch_size = ascent_batch_size(len(ctx.forget), p.batch_size)
+        probe = retain_probe(model, ctx, batch_size) if p.grad_projection else None
 
         def epoch(_epoch: int) -> dict[str, float]:
             total = 0.0
             for _, batch in ctx.task.batches(ctx.forget, batch_size, shuffle=True, generator=ctx.generator):
                 _, losses = forward_losses(model, ctx, batch)
                 loss = ascent_loss(losses, p.loss_cap)
-                if p.sam_rho:
-                    again = partial(ascent_at, model, ctx, batch, p.loss_cap)
-                    sam_step(model, opt, loss, again, p.sam_rho, ctx, "neggrad", p.grad_clip)
-                else:
-                    step(model, opt, loss, ctx, "neggrad", p.grad_clip)
+                again = partial(ascent_at, model, ctx, batch, p.loss_cap)
+                forget_step(
+                    model, opt, p, ctx, "neggrad", loss, forget_again=again, retain_probe=probe, grad_clip=p.grad_clip
+                )
                 total += float(losses.detach().sum())
             return {"forget_loss": total / len(ctx.forget)}
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..data.loading import endless_batches
 from .base import Context, Method, OptimParams, register
-from .common import ForgetStepParams, ascent_at, ascent_loss, epochs, forward_losses, sam_step, step
+from .common import ForgetStepParams, ascent_at, ascent_loss, epochs, forget_step, forward_losses
 
 
 @register
@@ -26,7 +26,7 @@ class NegGradPlus(Method["NegGradPlus.Params"]):
     below the oracle's, test -2 to -4 points): tune beta for random forgetting.
 
     ``sam_rho > 0`` smooths the forget term only (Fan et al. 2025's SAM+GradDiff form, see
-    :func:`~obliviate.methods.common.sam_step`): the ascent gradient is taken at the worst point of
+    :func:`~obliviate.methods.common.forget_step`): the ascent gradient is taken at the worst point of
     a ρ-ball, the retain gradient at θ.
     """
 
@@ -54,14 +54,17 @@ class NegGradPlus(Method["NegGradPlus.Params"]):
                 _, r_losses = forward_losses(model, ctx, batch)
                 f_batch = next(forget_batches)[1]
                 _, f_losses = forward_losses(model, ctx, f_batch)
-                if p.sam_rho:
-                    forget = (1 - p.beta) * ascent_loss(f_losses, p.loss_cap)
-                    again = partial(ascent_at, model, ctx, f_batch, p.loss_cap, 1 - p.beta)
-                    retain = p.beta * r_losses.mean()
-                    sam_step(model, opt, forget, again, p.sam_rho, ctx, "neggrad+", p.grad_clip, retain)
-                else:
-                    loss = p.beta * r_losses.mean() + (1 - p.beta) * ascent_loss(f_losses, p.loss_cap)
-                    step(model, opt, loss, ctx, "neggrad+", p.grad_clip)
+                forget_step(
+                    model,
+                    opt,
+                    p,
+                    ctx,
+                    "neggrad+",
+                    (1 - p.beta) * ascent_loss(f_losses, p.loss_cap),
+                    forget_again=partial(ascent_at, model, ctx, f_batch, p.loss_cap, 1 - p.beta),
+                    retain_loss=p.beta * r_losses.mean(),
+                    grad_clip=p.grad_clip,
+                )
                 r_total += float(r_losses.detach().mean())
                 f_total += float(f_losses.detach().mean())
             return {"retain_loss": r_total / steps, "forget_loss": f_total / steps}

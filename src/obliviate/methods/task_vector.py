@@ -92,6 +92,7 @@ class TaskVector(Method["TaskVector.Params"]):
 
     name = "task-vector"
     modalities = frozenset({"classification", "lm"})
+    listed = frozenset({"lm"})
 
     @dataclass(frozen=True)
     class Params(BaseParams):
