@@ -128,26 +128,71 @@ def _print_table(rows: list[dict], dataset: str, kind: str, n_forget: int) -> No
 
 @app.command()
 def train(
-    dataset: str = typer.Option("digits", help="built-in name or .npz file"),
+    dataset: str = typer.Option("digits", help="built-in name or .npz file (ignored with --data)"),
+    data: Path | None = typer.Option(
+        None,
+        help="your own data: a .csv/.tsv/.parquet table (with --target), a folder of class folders of "
+        "images, CIFAR binary batches, text rows (.txt/.jsonl/.json/.parquet) or a TOFU / MUSE dump",
+    ),
+    target: str | None = typer.Option(None, help="table: the column to predict"),
+    subject: str | None = typer.Option(None, help="the column naming each row's person or entity"),
+    text_column: str | None = typer.Option(None, help="text: the field holding each row's text (default: text)"),
+    ignore: list[str] = typer.Option([], help="table: a column not to use as a feature (repeatable)"),
+    test_fraction: float = typer.Option(0.2, help="share of rows (of subjects, with --subject) held out for testing"),
+    image_size: int | None = typer.Option(None, help="images: resize to SIZE x SIZE (default: the first image's size)"),
+    length: int | None = typer.Option(None, help="text: tokens per row (default: the longest row; MUSE: 128)"),
     out: Path = typer.Option(Path("runs/original"), help="folder to write the model to"),
-    seed: int = 0,
+    seed: int = typer.Option(0, help="seed for the train/test split and for training"),
     epochs: int | None = typer.Option(None, help="override the recipe's epochs"),
+    steps: int | None = typer.Option(None, help="text: override the language model recipe's training steps"),
     device: str | None = None,
 ) -> None:
-    """Train a model with the dataset's default recipe and save it (safetensors + manifest)."""
+    """Train a model with the data's default recipe and save it (safetensors + manifest).
+
+    With --data, the manifest records how the file was read (options, the encoder or tokenizer beside
+    the model, and a fingerprint of the training rows), so `obliviate forget` reads the same rows again."""
     import obliviate as ob
 
+    if data is not None:
+        from obliviate.train.runs import train_on_file
+
+        read: dict[str, Any] = {"target": target, "subject": subject, "text_column": text_column}
+        read |= {"ignore": tuple(ignore), "test_fraction": test_fraction, "image_size": image_size, "length": length}
+        try:
+            _, rows, manifest = train_on_file(
+                data,
+                out,
+                seed=seed,
+                epochs=epochs,
+                steps=steps,
+                device=device,
+                **{k: v for k, v in read.items() if v not in (None, ())},
+            )
+        except (ValueError, FileNotFoundError, ImportError) as e:
+            _fail(str(e))
+        recipe, scores = manifest["recipe"], manifest["scores"]
+        what = "token accuracy" if recipe["architecture"] == "tiny-gpt2" else "accuracy"
+        console.print(
+            f"trained {recipe['architecture']} on {rows.name} ({manifest['data']['kind']}: {manifest['n_train']} "
+            f"training / {manifest['n_test']} test rows{f', subject {rows.subject}' if rows.subject else ''}) in "
+            f"{manifest['train_seconds']:.1f} s: test {what} {100 * scores['test_acc']:.1f}%; saved to {out}"
+        )
+        return
+    if any(v is not None for v in (target, subject, text_column, image_size, length)) or ignore:
+        _fail("--target, --subject, --text-column, --ignore, --image-size and --length go with --data FILE")
     try:
-        data = ob.datasets.load(dataset)
+        builtin = ob.datasets.load(dataset)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    recipe = ob.Recipe.default_for(data)
+    recipe = ob.Recipe.default_for(builtin)
     if epochs is not None:
         recipe = recipe.replace(epochs=epochs)
-    model = ob.train(recipe, data.train, seed=seed, device=device)
-    test_acc = ob.metrics.accuracy(*ob.objectives.ClassificationTask(data.num_classes).predict(model, data.test))
+    model = ob.train(recipe, builtin.train, seed=seed, device=device)
+    test_acc = ob.metrics.accuracy(*ob.objectives.ClassificationTask(builtin.num_classes).predict(model, builtin.test))
     ob.save_model(model, out, {"dataset": dataset, "role": "original", "seed": seed})
-    console.print(f"trained {recipe.architecture} on {data.name}: test accuracy {100 * test_acc:.1f}%; saved to {out}")
+    console.print(
+        f"trained {recipe.architecture} on {builtin.name}: test accuracy {100 * test_acc:.1f}%; saved to {out}"
+    )
 
 
 def _load_inputs(
@@ -167,7 +212,10 @@ def _load_inputs(
     name = dataset or manifest.get("dataset")
     if not name:
         raise ValueError("the model's manifest names no dataset: pass --dataset")
-    data = ob.datasets.load(name, val_fraction=0.5, seed=seed)
+    if dataset is None and "data" in manifest:  # trained with `obliviate train --data FILE`: read it again
+        data = ob.datasets.from_run(model_dir).with_validation(0.5, seed)
+    else:
+        data = ob.datasets.load(name, val_fraction=0.5, seed=seed)
     if sum(x is not None for x in (split_file, forget, forget_ids)) != 1:
         raise ValueError("give exactly one of --split, --forget or --forget-ids")
     if split_file is not None:
@@ -524,6 +572,139 @@ def list_methods() -> None:
         defaults = {f.name: f.default for f in dataclasses.fields(cls.Params)}
         table.add_row(name, ", ".join(f"{k}={v}" for k, v in defaults.items()))
     console.print(table)
+
+
+#: exit codes of forget / verify: the verdict (bad input exits 2, as every command)
+VERDICT_EXIT = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
+
+
+def _show_request(resolution: Any, plan: Any) -> None:
+    console.print(f"[bold]{resolution.describe()}[/bold]")
+    console.print(resolution.sample.to_string(index=False, max_colwidth=60))
+    if len(resolution.split) > len(resolution.sample):
+        console.print(f"... and {len(resolution.split) - len(resolution.sample)} more rows")
+    for c in resolution.candidates:
+        console.print(
+            f"  [yellow]review[/yellow]: row {c.id} resembles the matched rows (TF-IDF {c.score:.2f}); not added"
+        )
+    console.print(f"method {plan.method}: {plan.method_why}")
+    console.print(f"checks: {plan.mode}: {plan.mode_why}")
+    for note in plan.notes:
+        console.print(f"  {note}")
+
+
+def _print_checks(checks: list[Any], verdict: str) -> None:
+    table = Table(title=f"verdict: {verdict}")
+    for col in ("check", "required", "value", "verdict"):
+        table.add_column(col)
+    for c in checks:
+        v = c.value if not isinstance(c.value, dict) else {k: x for k, x in c.value.items() if k != "phi"}
+        value = f"{v:.4g}" if isinstance(v, float) else str(v)
+        table.add_row(c.id, "yes" if c.required else "no", value, c.verdict)
+    console.print(table)
+
+
+@app.command("forget")
+def forget_cmd(
+    model_dir: Path = typer.Argument(..., help="model folder (obliviate train --data, or an earlier forget)"),
+    request: str = typer.Option(
+        ..., help="ids: 3,17 | ids: @file | subject = 'u-4711' | entity: 'name' | an SQL condition on the table"
+    ),
+    out: Path = typer.Option(..., help="new folder for the model, evidence.json/html and ledger.jsonl"),
+    data: Path | None = typer.Option(None, help="the training data (default: the path in the model's manifest)"),
+    method: str = typer.Option("auto", help="auto or a method name (see `obliviate methods`)"),
+    param: list[str] = typer.Option([], help="method hyper-parameter key=value (repeatable)"),
+    oracle: str = typer.Option("auto", help="auto (retrain oracles if affordable), yes or no"),
+    oracles: int = typer.Option(8, help="oracles retrained for the prediction intervals"),
+    budget: float = typer.Option(120.0, help="seconds the checks may spend on retraining (oracle=auto)"),
+    subject: str | None = typer.Option(None, help="the subject column (default: the one the model was trained with)"),
+    request_id: str | None = typer.Option(None, help="your ticket id for the request (DSR-0142)"),
+    seed: int = 0,
+    device: str | None = None,
+) -> None:
+    """Resolve a deletion request, unlearn it, check the result and write the evidence bundle."""
+    from obliviate.evidence import forget, open_data
+
+    try:
+        rows, source = open_data(model_dir, data)
+        bundle = forget(
+            model_dir,
+            rows,
+            request,
+            out,
+            method=method,
+            params=_parse_params(param),
+            oracle=oracle,
+            n_oracles=oracles,
+            budget=budget,
+            seed=seed,
+            subject_column=subject,
+            request_id=request_id,
+            data_source=source,
+            device=device,
+            show=_show_request,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    from obliviate.evidence import Check
+
+    _print_checks([Check.from_dict(c) for c in bundle.evidence["checks"]], bundle.verdict)
+    reused = " (already done: the folder holds this request's evidence)" if bundle.reused else ""
+    console.print(f"evidence: {out / 'evidence.json'}, {out / 'evidence.html'}; ledger: {out / 'ledger.jsonl'}{reused}")
+    raise typer.Exit(VERDICT_EXIT[bundle.verdict])
+
+
+@app.command("verify")
+def verify_cmd(
+    artifact: Path = typer.Argument(..., help="the deployed copy: a model folder or a .safetensors file"),
+    evidence: Path = typer.Option(..., help="the evidence.json written by `obliviate forget`"),
+    data: Path | None = typer.Option(None, help="the training data (default: the path the evidence's model records)"),
+    recheck: bool = typer.Option(False, help="re-run the checks even when the weights are the verified ones"),
+    device: str | None = None,
+) -> None:
+    """Re-check that a deployed artifact of an unlearned model still passes the evidence's checks."""
+    from obliviate.evidence import open_data, verify
+
+    try:
+        rows, _ = open_data(evidence.parent, data)
+        result = verify(artifact, evidence, rows, recheck=recheck, device=device)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    verdict = result.verdict["overall"]
+    console.print(
+        "same weights as the verified model: the recorded checks stand"
+        if result.same_weights and not recheck
+        else "checks re-run on the artifact against the references recorded at forget time"
+    )
+    _print_checks(result.checks, verdict)
+    raise typer.Exit(VERDICT_EXIT[verdict])
+
+
+ledger_app = typer.Typer(no_args_is_help=True, help="The hash-chained record of every request applied to a model.")
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("verify")
+def ledger_verify(folder: Path = typer.Argument(..., help="a model folder with ledger.jsonl")) -> None:
+    """Re-check every link of the ledger and the files its entries name (exit 0 ok, 1 broken, 2 unreadable)."""
+    from obliviate.evidence import verify_ledger
+
+    report = verify_ledger(folder)
+    for note in report.notes:
+        console.print(f"  {note}")
+    console.print(("[green]" if report.ok else "[red]") + str(report) + ("[/green]" if report.ok else "[/red]"))
+    raise typer.Exit(0 if report.ok else 2 if report.unreadable else 1)
+
+
+@ledger_app.command("head")
+def ledger_head(folder: Path = typer.Argument(..., help="a model folder with ledger.jsonl")) -> None:
+    """Print SEQ:HASH of the newest entry, to keep where the folder's writer cannot change it."""
+    from obliviate.evidence import head
+
+    try:
+        print(head(folder))
+    except ValueError as e:
+        _fail(str(e))
 
 
 def main() -> None:

@@ -83,15 +83,24 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.pool(self.layers(x)), 1))
 
 
+def _tiny_gpt2(input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
+    """The tiny GPT-2 by the same (shape, classes) signature: context = ``input_shape[0]``, vocabulary =
+    ``num_classes``; so a saved LM's manifest rebuilds it like any other architecture."""
+    from .gpt import tiny_gpt2
+
+    return tiny_gpt2(num_classes, context=input_shape[0], **kwargs)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": SmallCNN,
     "resnet18": ResNet18,
+    "tiny-gpt2": _tiny_gpt2,
 }
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
-    """Instantiate a registered architecture (``mlp``, ``cnn``, ``resnet18``)."""
+    """Instantiate a registered architecture (``mlp``, ``cnn``, ``resnet18``, ``tiny-gpt2``)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; available: {sorted(ARCHITECTURES)}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}

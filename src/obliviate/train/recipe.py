@@ -61,10 +61,8 @@ class Recipe:
         GPT-2, which draws from its own generator seeded with ``seed`` (default 0), as ``models.gpt`` does."""
         if self.factory is not None:
             return self.factory()
-        if self.architecture == LM_ARCHITECTURE:
-            from ..models.gpt import tiny_gpt2
-
-            return tiny_gpt2(self.num_classes, context=self.input_shape[0], seed=seed or 0, **self.arch_kwargs)
+        if self.architecture == LM_ARCHITECTURE:  # initialised from its own generator (models.gpt)
+            return build(self.architecture, self.input_shape, self.num_classes, **self.arch_kwargs, seed=seed or 0)
         return build(self.architecture, self.input_shape, self.num_classes, **self.arch_kwargs)
 
     def make_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
