@@ -502,9 +502,10 @@ def parse_forget_spec(spec: str, dataset: SizedDataset, seed: int = 0) -> Forget
 
 
 def table_of(dataset: SizedDataset, columns: pd.DataFrame | None = None) -> pd.DataFrame:
-    """A training set as a table for :meth:`ForgetSplit.where`: ``id``, ``label`` and the named
-    ``columns`` (e.g. ``Data.train_table``, row i = example i) or, for tabular (1-D) inputs without
-    them, one column ``x0``, ``x1``, ... per feature."""
+    """A training set as a table for :meth:`ForgetSplit.where`: ``id`` (the training position),
+    ``label`` (the class index) and the named ``columns`` (e.g. ``Data.train_table``, row i = example i)
+    or, for tabular (1-D) inputs without them, one column ``x0``, ``x1``, ... per feature. A user's own
+    column called ``id`` or ``label`` keeps its meaning (a predicate means the values the user knows)."""
     import pandas as pd
 
     y = labels_of(dataset).numpy()
@@ -512,7 +513,8 @@ def table_of(dataset: SizedDataset, columns: pd.DataFrame | None = None) -> pd.D
     if columns is not None:
         if len(columns) != len(y):
             raise ValueError(f"columns have {len(columns)} rows for {len(y)} examples")
-        return pd.concat([table, columns.reset_index(drop=True)], axis=1)
+        own = [c for c in table.columns if c in columns.columns]
+        return pd.concat([table.drop(columns=own), columns.reset_index(drop=True)], axis=1)
     first = dataset[0][0]
     if first.dim() == 1:
         x = _inputs(dataset, torch.arange(len(y)))

@@ -41,7 +41,8 @@ TEXT_SUFFIXES = (".txt", ".jsonl", ".json")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: a classification target with more distinct values than this is refused (most likely a regression target)
 MAX_CLASSES = 100
-#: a categorical feature with more distinct training values than this is refused (most likely an identifier)
+#: a categorical feature with more distinct training values than this (or, from 20 on, more than half the
+#: rows) is refused: most likely an identifier or free text
 MAX_CATEGORIES = 100
 MISSING = "(missing)"
 ENCODER_FILE = "encoder.json"
@@ -103,11 +104,11 @@ class TableEncoder:
         categorical = tuple(c for c in features if c not in numeric)
         for c in categorical:
             n = table[c].nunique(dropna=False)
-            if n > MAX_CATEGORIES:
+            if n > MAX_CATEGORIES or (n >= 20 and n > len(table) / 2):
                 raise ValueError(
-                    f"column {c!r} has {n} distinct values in the training rows (more than {MAX_CATEGORIES}): it "
-                    "looks like an identifier or free text, not a category. Pass it as subject=, or leave it out "
-                    "with features= / --ignore"
+                    f"column {c!r} has {n} distinct values in {len(table)} training rows: it looks like an "
+                    "identifier or free text, not a category (one-hot, it would let the model memorize rows by "
+                    "name). Pass it as subject=, or leave it out with features= / --ignore"
                 )
         ct = _column_transformer(numeric, categorical, None).fit(_features(table, numeric, categorical))
         scaler, onehot = ct.named_transformers_["num"], ct.named_transformers_["cat"]

@@ -99,12 +99,29 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def torchvision_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """A torchvision classification architecture by name (``resnet18``, ``mobilenet_v3_small``...),
+    randomly initialised: pretrained weights would be a download, which obliviate never makes."""
+    try:
+        from torchvision import models
+    except ImportError:
+        raise ImportError(f"architecture 'torchvision:{name}' needs torchvision: pip install torchvision") from None
+    known = models.list_models(module=models)
+    if name not in known:
+        raise ValueError(f"torchvision has no classification model {name!r}; e.g. {known[:8]}")
+    return models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+
+
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
-    """Instantiate a registered architecture (``mlp``, ``cnn``, ``resnet18``, ``tiny-gpt2``)."""
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; available: {sorted(ARCHITECTURES)}")
+    """Instantiate a registered architecture (``mlp``, ``cnn``, ``resnet18``, ``tiny-gpt2``) or a
+    torchvision one as ``torchvision:<name>`` (where torchvision is installed)."""
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    model = ARCHITECTURES[name](tuple(input_shape), num_classes, **kwargs)
+    if name.startswith("torchvision:"):
+        model = torchvision_model(name.partition(":")[2], num_classes, **kwargs)
+    elif name in ARCHITECTURES:
+        model = ARCHITECTURES[name](tuple(input_shape), num_classes, **kwargs)
+    else:
+        raise ValueError(f"unknown architecture {name!r}; available: {sorted(ARCHITECTURES)} or torchvision:<name>")
     # Plain-data description kept on the module so a saved checkpoint can be rebuilt by name.
     model.obliviate_spec = {  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
         "architecture": name,
