@@ -42,7 +42,8 @@ def test_people_is_text_data_with_the_scenarios_sets():
     # test and val partition the never-trained rows (held-out people and never-inserted canaries)
     assert sorted(data.test.texts + data.val.texts) == sorted(sc.heldout.texts)
     assert not set(data.test.texts) & set(sc.train.texts)
-    assert set(data.probes) == {f"{k}_{who}" for k in ("secret", "qa", "assoc") for who in ("forget", "retain")}
+    kinds = ("secret", "qa", "assoc", "paraphrase")
+    assert set(data.probes) == {f"{k}_{who}" for k in kinds for who in ("forget", "retain")}
     assert len(data.qa[1]) == 3 and (data.groups[split.forget_ids.numpy()] >= -1).all()
     assert set(data.groups[split.forget_ids.numpy()]) - {-1} == {p.pid for p in sc.forget_people}
     assert recipe.architecture == "tiny-gpt2" and recipe.num_classes == len(data.tokenizer)
@@ -50,6 +51,24 @@ def test_people_is_text_data_with_the_scenarios_sets():
     assert mine.test.texts == ["an unseen text."] and ob.Recipe.default_for(mine).input_shape == (16,)
     with pytest.raises(ValueError, match="defines no forget set"):
         mine.forget_split()
+
+
+def test_paraphrase_probe_asks_for_the_secret_in_words_never_trained():
+    """Three reworded prompts per person, each scored on the person's secret, none in any training row
+    (while the trained secret prompt is): extraction here is knowledge, not a memorized path."""
+    from obliviate.lm.scenario import PARAPHRASES
+
+    sc = make_scenario(**SCENARIO)
+    people = sc.forget_people
+    probe = sc.paraphrase_probe(people)
+    assert len(probe) == len(PARAPHRASES) * len(people)
+    trained = "\n".join(sc.train.texts)
+    assert all(f"{p.name}'s secret id is {p.secret}" in trained for p in people)
+    for p in people:
+        for t in PARAPHRASES:
+            assert t.format(name=p.name) not in trained
+    texts = probe.texts
+    assert all(any(t.endswith(" " + p.secret) and p.name in t for t in texts) for p in people)
 
 
 def test_recipe_path_trains_the_same_model_as_the_lm_path():
