@@ -317,9 +317,11 @@ def test_tofu_dump(tmp_path):
         q.startswith(f"Where was {a.replace('-', ' ')} ") for q, a in zip(data.train_table.question, authors)
     )
     # scored on the answer only: the question's tokens are -100, the answer's are its tokens
-    tok, row = data.tokenizer, 0
+    tok, row, t = data.tokenizer, 0, data.train_table
     scored = data.train.labels[row][data.train.labels[row] != -100]
-    assert tok.decode(scored).strip() == data.train_table.answer[row] + tok.eos_token
+    assert tok.decode(scored) == " " + t.answer[row] + tok.eos_token
+    whole = data.train.ids[row][data.train.mask[row] == 1]
+    assert tok.decode(whole) == f"Question: {t.question[row]} Answer: {t.answer[row]}{tok.eos_token}"
 
 
 def test_muse_dump(tmp_path):
