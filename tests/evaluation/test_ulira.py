@@ -47,3 +47,6 @@ def test_ulira_end_to_end_retrain_is_at_chance_and_doing_nothing_is_not(digits):
     assert nothing["ulira_auc"] - retrain["ulira_auc"] > 0.15
     with pytest.raises(ValueError, match="n_shadow"):
         ulira(recipe, small, "none", n_shadow=2)
+    tiny = digits.subset_train(torch.arange(40))  # 4 shadows: no target forgotten in 3 of them
+    with pytest.raises(ValueError, match="use n_shadow >= 16"):
+        ulira(recipe.replace(epochs=2), tiny, "none", n_shadow=4, n_targets=20, progress=False)

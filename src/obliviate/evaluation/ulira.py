@@ -101,6 +101,12 @@ def ulira(
         bar.update()
     bar.close()
     scores, labels = _leave_one_out_scores(phi, forgotten, ~trained, offline)
+    if not (labels == 1).any() or not (labels == 0).any():
+        # each target is forgotten in ~n_shadow/4 shadows and needs 2 others to fit its Gaussian
+        raise ValueError(
+            f"U-LiRA with n_shadow={n_shadow}: no target was forgotten (or never seen) in enough other shadows "
+            "to fit its Gaussians; use n_shadow >= 16"
+        )
     attack = threshold_attack(scores[labels == 1], scores[labels == 0])
     # balanced accuracy: positives (forgotten) and negatives (never seen) differ in number per shadow
     balanced = 0.5 * float((scores[labels == 1] > 0).mean() + (scores[labels == 0] <= 0).mean())
