@@ -28,7 +28,7 @@ def test_report_has_oracle_gap_and_floor():
     rep = evaluate_generative(
         model, data, [3], classifier=judge, oracle=oracles, plan=PLAN, seconds=2.0, retrain_seconds=8.0, cache=cache
     )
-    assert rep.modality is Modality.GENERATIVE
+    assert rep.modality is Modality.DIFFUSION
     for name in ("forget_class_rate", "retained_class_acc", "fd_retained", "fd_forget"):
         assert name in rep.oracle and name in rep.floor
         assert rep.gap(name) == pytest.approx(abs(rep[name] - rep.oracle[name]))

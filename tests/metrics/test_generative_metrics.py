@@ -68,6 +68,6 @@ def test_generative_outputs_and_catalogue_entries():
     assert forget_class_rate(o) == 0.0 and retained_class_accuracy(o) == 1.0 and o.retained == [1, 2]
     spread = GenerativeOutputs(cond, np.where(cond == 0, np.arange(30) % 3, cond), o.features, ref, (0,), 3)
     assert forget_label_tv(o, spread) == pytest.approx(0.7)  # all on 1 vs 4/3/3 on 0/1/2: ½(0.4 + 0.7 + 0.3)
-    rows = [m for m in METRICS.values() if Modality.GENERATIVE in m.modalities]
+    rows = [m for m in METRICS.values() if Modality.DIFFUSION in m.modalities]
     assert {m.name for m in rows} >= {"forget_class_rate", "retained_class_acc", "fd_retained", "fd_oracle_forget"}
     assert all(m.kind in ("model", "pair") for m in rows)

@@ -27,6 +27,7 @@ a second rather than after the first hour.
       - rum: {label: rum-finetune, base: finetune}   # label: the same method twice
     metrics: [forget_acc, retain_acc, test_acc, mia_efficacy, avg_gap]
     composite: avg_gap
+    sampling: {per_class: 40, forget_per_class: 200, steps: 20, guidance: 1.0}   # diffusion grids
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ TOP_KEYS = {
     "threads": "torch CPU threads",
     "device": "auto, cpu or cuda[:i]",
     "save_models": "keep every cell's unlearned model under models/ (default false)",
+    "sampling": "how diffusion models are sampled for judging: {per_class, forget_per_class, steps, guidance} "
+    "(SamplingPlan's fields; the initial noise follows each cell's seed)",
 }
 DATASET_KEYS = {"name", "options", "train_size", "val_fraction", "val_seed", "recipe", "recipe_cuda", "label"}
 
@@ -121,6 +124,7 @@ class BenchConfig:
     threads: int | None = None
     device: str = "auto"
     save_models: bool = False
+    sampling: dict[str, Any] | None = None
     text: str = ""
     source: str = "<config>"
 
@@ -203,6 +207,7 @@ def load_config(path: str | Path | None = None, *, text: str | None = None) -> B
         threads=None if raw.get("threads") is None else _int(where, ("threads",), raw["threads"], lo=1),
         device=str(raw.get("device", "auto")),
         save_models=_bool(where, ("save_models",), raw.get("save_models", False)),
+        sampling=_sampling(where, raw.get("sampling")),
         text=text,
         source=source,
     )
@@ -406,6 +411,25 @@ def _attacks(where: _Where, v: Any) -> tuple[Any, ...]:
     except ValueError as e:
         raise where.error(("attacks",), str(e)) from None
     return tuple(v)
+
+
+def _sampling(where: _Where, v: Any) -> dict[str, Any] | None:
+    """A diffusion grid's :class:`~obliviate.evaluation.generative.SamplingPlan` fields (not its seed)."""
+    from ..evaluation.generative import SamplingPlan
+
+    if v is None:
+        return None
+    known = ("per_class", "forget_per_class", "steps", "guidance")
+    if not isinstance(v, dict) or not v:
+        raise where.error(("sampling",), f"sampling is a mapping of {list(known)}")
+    for k in v:
+        if k not in known:
+            raise where.error(("sampling", k), f"unknown sampling key {k!r}; known: {list(known)}")
+    try:
+        SamplingPlan(**v)
+    except (TypeError, ValueError) as e:
+        raise where.error(("sampling",), f"bad sampling: {e}") from None
+    return dict(v)
 
 
 def _composite(where: _Where, v: Any) -> str:

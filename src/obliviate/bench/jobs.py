@@ -23,6 +23,7 @@ import torch
 from ..data.datasets import Data, SizedDataset, load
 from ..data.splits import ForgetSplit
 from ..io import read_json, write_json
+from ..metrics.catalogue import Modality
 from ..train.recipe import LM_ARCHITECTURE, Recipe
 from .config import DatasetSpec
 
@@ -65,9 +66,12 @@ def resolve_device(device: str | None) -> torch.device:
 
 def recipe_of(spec: DatasetSpec, data: Data, device: torch.device) -> Recipe:
     """Recipe.default_for(data) with the config's overrides (and its CUDA overrides on a GPU);
-    ``arch_kwargs`` are merged into the default's (the tiny GPT-2's carry the tokenizer's EOS id)."""
+    ``arch_kwargs`` are merged into the default's (the tiny GPT-2's carry the tokenizer's EOS id)
+    unless the override names another architecture (a denoiser takes none of an MLP's kwargs)."""
     recipe = Recipe.default_for(data)
     for over in (spec.recipe, spec.recipe_cuda if device.type == "cuda" else {}):
+        if over.get("architecture", recipe.architecture) != recipe.architecture:
+            recipe = recipe.replace(arch_kwargs={})
         if "arch_kwargs" in over:
             over = {**over, "arch_kwargs": {**recipe.arch_kwargs, **over["arch_kwargs"]}}
         recipe = recipe.replace(**over)
@@ -156,6 +160,7 @@ class Cell(Job):
     epsilon: int | None = None
     ulira: dict[str, Any] | None = None  # {n_shadow, n_targets} when this cell's method is audited
     save_model: str | None = None  # also keep the unlearned model here (presets that hand models out)
+    sampling: dict[str, Any] | None = None  # diffusion grids: how models are sampled (SamplingPlan fields)
 
 
 J = TypeVar("J", bound=Job)
@@ -265,6 +270,29 @@ def _roc(outs: Any) -> dict[str, list[float]]:
     return {"fpr": ROC_GRID.round(6).tolist(), "tpr": np.interp(ROC_GRID, fpr, tpr).round(6).tolist()}
 
 
+#: samples per class a diffusion cell keeps for the report's sample grids
+GRID_SAMPLES = 8
+
+
+def _samples(images: torch.Tensor, outs: Any, per_class: int = GRID_SAMPLES) -> dict[str, Any]:
+    """The first ``per_class`` samples of each class (forgotten classes first) as 8-bit grey images,
+    base64 per class: ``{"forget", "classes", "shape", "images": {class: base64}}``."""
+    import base64
+
+    cond = np.asarray(outs.cond)
+    classes = [*outs.forget_classes, *(c for c in range(outs.num_classes) if c not in outs.forget_classes)]
+    pixels = (images[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return {
+        "forget": list(outs.forget_classes),
+        "classes": classes,
+        "shape": list(pixels.shape[1:]),
+        "images": {
+            str(c): base64.b64encode(pixels[np.nonzero(cond == c)[0][:per_class]].tobytes()).decode("ascii")
+            for c in classes
+        },
+    }
+
+
 @functools.lru_cache(maxsize=8)
 def _oracle(path: str, recipe: str) -> Any:
     """Oracles load once per process: the same objects let ``evaluate(cache=...)`` measure them once."""
@@ -347,6 +375,7 @@ def cell_job(job: Cell) -> dict:
         cache=_EVAL_CACHE,
         original=original,
         attacks=attacks,
+        sampling=job.sampling,
     )
     frame = report.to_frame()
     curves = report.details.get("curves", {})
@@ -374,6 +403,10 @@ def cell_job(job: Cell) -> dict:
                     cache=_EVAL_CACHE,
                 ).details["outputs"]
             )
+    elif report.modality is Modality.DIFFUSION:  # sample grids for the report: the model's, and oracle A's
+        record["samples"] = _samples(report.details["images"], report.details["outputs"])
+        if job.method == "oracle":
+            record["samples_reference"] = _samples(report.details["reference_images"], report.details["outputs"])
     elif job.roc:
         record["roc"] = _roc(report.details["outputs"])
         if job.method == "oracle":

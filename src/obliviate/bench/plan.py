@@ -229,6 +229,7 @@ class Planner:
                     "roc": cfg.roc,
                     "epsilon": eps,
                     **({"ulira": audit} if audit else {}),  # older cells keep their keys
+                    **({"sampling": cfg.sampling} if cfg.sampling else {}),
                     "tuning": tuning and Path(tuning).name,
                 }
             )
@@ -253,6 +254,7 @@ class Planner:
                         epsilon=eps,
                         ulira=audit,
                         save_model=None if model is None else str(model),
+                        sampling=cfg.sampling,
                     )
                 )
         return files, jobs

@@ -230,7 +230,11 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
-def _fashion_mnist(root: str | Path | None = None) -> Data:
+def _fashion_mnist(root: str | Path | None = None, size: int = 28) -> Data:
+    """Fashion-MNIST from the Debian package's idx.gz files; ``size`` < 28 average-pools the images
+    to ``size``×``size`` (14: the diffusion grid's, a quarter of the pixels to denoise)."""
+    if not (isinstance(size, int) and 1 <= size <= 28 and 28 % size == 0):
+        raise ValueError(f"size must divide 28 (28, 14, 7, 4, 2, 1), got {size!r}")
     root = Path(root) if root else FASHION_MNIST_DIR
     files = {k: root / f"{k}-{kind}-idx{d}-ubyte.gz" for k, kind, d in [("train", "images", 3), ("t10k", "images", 3)]}
     labels = {k: root / f"{k}-labels-idx1-ubyte.gz" for k in ("train", "t10k")}
@@ -243,6 +247,9 @@ def _fashion_mnist(root: str | Path | None = None) -> Data:
     x_tr = _read_idx(files["train"]).astype(np.float32)[:, None] / 255.0
     x_te = _read_idx(files["t10k"]).astype(np.float32)[:, None] / 255.0
     y_tr, y_te = _read_idx(labels["train"]), _read_idx(labels["t10k"])
+    if size < 28:
+        k = 28 // size
+        x_tr, x_te = (x.reshape(len(x), 1, size, k, size, k).mean((3, 5)) for x in (x_tr, x_te))
     return from_arrays(x_tr, y_tr, x_te, y_te, name="fashion-mnist", num_classes=10)
 
 

@@ -27,7 +27,7 @@ from ..evaluation.generative import SamplingPlan, evaluate_generative, train_jud
 from ..evaluation.report import Report
 from ..io import atomic_write_text
 from ..methods import unlearn
-from ..methods.base import Method, get
+from ..methods.base import get
 from ..models.diffusion import Denoiser
 from ..train.diffusion import DiffusionRecipe, train_diffusion
 
@@ -60,17 +60,6 @@ class DemoConfig:
     floor_offset: int = 500
 
 
-def diffusion_method(name: str, params: dict[str, Any]) -> Method:
-    """A registered method set up for a denoiser. Methods written against the Task protocol that
-    ``tests/methods/test_diffusion_generic.py`` verifies on a denoiser (finetune, neggrad(+),
-    random-label, salun, ...) still declare only their classification modality; they run through a
-    subclass that adds "diffusion" and changes nothing else, until their own ``modalities`` say so."""
-    cls = get(name)
-    if "diffusion" not in cls.modalities:
-        cls = type(cls.__name__, (cls,), {"modalities": cls.modalities | {"diffusion"}})
-    return cls(**params)
-
-
 def _check_data(data: Data, recipe: DiffusionRecipe, forget: int) -> None:
     cfg = recipe.denoiser_config()
     shape = (cfg.channels, cfg.image_size, cfg.image_size)
@@ -97,7 +86,7 @@ def run_demo(
     _check_data(data, cfg.recipe, cfg.forget)
     split = ForgetSplit.by_class(data.train, [cfg.forget])
     retain = split.retain_set(data.train)
-    built = [(label, diffusion_method(name, params)) for label, name, params in methods]  # bad params fail here
+    built = [(label, get(name)(**params)) for label, name, params in methods]  # bad params fail here
 
     def trained(on: Any, seed: int, what: str) -> tuple[Denoiser, float]:
         t = time.perf_counter()

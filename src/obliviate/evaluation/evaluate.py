@@ -23,9 +23,11 @@ from ..methods.result import UnlearningResult
 from ..metrics.catalogue import Metric, Modality, Outputs, SequenceOutputs, available, probe_metric, spec_of
 from ..metrics.lm import Calibration
 from ..models.architectures import build
-from ..objectives import CausalLMTask, ClassificationTask, Task
+from ..models.diffusion import Denoiser
+from ..objectives import CausalLMTask, ClassificationTask, DiffusionTask, Task
 from ..utils import seeded
 from .attacks import Attack, Relearn, parse_attacks
+from .generative import SamplingPlan, evaluate_diffusion
 from .report import Report, split_views
 from .sequences import calibrate, sequence_outputs
 
@@ -86,10 +88,14 @@ ATTACK_METRICS = {
 RECOVERY_OF = {Modality.CLASSIFICATION: "forget_acc", Modality.CAUSAL_LM: "forget_ma"}
 
 
-def modality_of(data: Data, task: object | None = None) -> Modality:
-    """Text data make a causal-LM evaluation, anything else a classification one; ``task`` (a task
-    adapter) overrides the choice, and must fit the data."""
+def modality_of(data: Data, task: object | None = None, model: nn.Module | None = None) -> Modality:
+    """Text data make a causal-LM evaluation, a denoiser (``model``) a diffusion one, anything else a
+    classification one; ``task`` (a task adapter) overrides the choice, and must fit the data."""
     text = isinstance(data, TextData)
+    if isinstance(task, DiffusionTask) or (task is None and isinstance(model, Denoiser)):
+        if text:
+            raise ValueError("a diffusion model is judged on image data, not text")
+        return Modality.DIFFUSION
     if task is None:
         return Modality.CAUSAL_LM if text else Modality.CLASSIFICATION
     if isinstance(task, CausalLMTask):
@@ -100,15 +106,15 @@ def modality_of(data: Data, task: object | None = None) -> Modality:
         if text:
             raise ValueError("text data are judged per sequence: use a causal-LM task (or task=None)")
         return Modality.CLASSIFICATION
-    raise ValueError(
-        f"ob.evaluate judges classifiers and causal LMs, not {type(task).__name__} models "
-        "(diffusion models: obliviate.evaluation.generative)"
-    )
+    raise ValueError(f"ob.evaluate judges classifiers, causal LMs and denoisers, not {type(task).__name__} models")
 
 
-def default_metrics(data: Data) -> list[str]:
+def default_metrics(data: Data, modality: Modality | None = None) -> list[str]:
     """The rows :func:`evaluate` reports without ``metrics=``: the modality's defaults and, for
-    text data, one ``extraction_<probe>`` row per probe the dataset brings."""
+    text data, one ``extraction_<probe>`` row per probe the dataset brings (a diffusion model: every
+    diffusion row of the catalogue)."""
+    if modality is Modality.DIFFUSION:
+        return available(Modality.DIFFUSION)
     if isinstance(data, TextData):
         return DEFAULT_LM_METRICS + [probe_metric(p).name for p in data.probes]
     return list(DEFAULT_METRICS)
@@ -207,6 +213,7 @@ def evaluate(
     cache: dict | None = None,
     attacks: Sequence[str | dict | Attack] | None = None,
     task: Task | None = None,
+    sampling: SamplingPlan | dict[str, Any] | None = None,
     **method_overrides: Any,
 ) -> Report:
     """Evaluate an unlearned model on ``split`` of ``data``.
@@ -232,6 +239,16 @@ def evaluate(
 
     ``task``: the task adapter, chosen from the data by default (text → causal LM); passing one checks
     that it fits the data and fixes which catalogue rows apply.
+
+    Class-conditional diffusion models (a :class:`~obliviate.models.diffusion.Denoiser`, or
+    ``task`` a :class:`~obliviate.objectives.DiffusionTask`) forget whole classes (``split`` from
+    ``ForgetSplit.by_class``): every model and oracle is sampled with the same DDIM sampler,
+    guidance and initial noise (``sampling``: a
+    :class:`~obliviate.evaluation.generative.SamplingPlan` or a mapping of its fields; its seed
+    defaults to ``seed``), a judge classifier trained on ``data``'s real images labels the samples,
+    and the rows are ``forget_class_rate``, ``retained_class_acc``, the Fréchet distances to real
+    images and to oracle A's samples, and ``tv_forget_labels`` (see
+    :func:`obliviate.evaluation.generative.evaluate_diffusion`).
 
     ``attacks``: names (``relearn``, ``relearn-retain``, ``quantize-int8``, ``quantize-int4``), one-key
     mappings of a name to parameters, or attack objects (:mod:`obliviate.evaluation.attacks`). Each is
@@ -264,13 +281,37 @@ def evaluate(
         raise ValueError(f"unknown protocol {protocol!r}; use 'oracle' or 'neurips23'")
     if method is not None or method_overrides:
         raise ValueError('method= and method parameters are only used with protocol="neurips23"')
-    modality = modality_of(data, task)
+    net, seconds = _unwrap(model)
+    modality = modality_of(data, task, net)
+    if sampling is not None and modality is not Modality.DIFFUSION:
+        raise ValueError("sampling= is how a diffusion model is sampled; this model is judged as " + modality.value)
     attack_list = parse_attacks(attacks)
-    names = list(metrics) if metrics is not None else default_metrics(data)
+    names = list(metrics) if metrics is not None else default_metrics(data, modality)
     specs = _specs(names, modality)
     names = [m.name for m in specs]
     dev = torch.device(device) if device is not None else None
-    net, seconds = _unwrap(model)
+    if modality is Modality.DIFFUSION:
+        if attack_list or original is not None:
+            raise ValueError("attacks= and original= are not defined for diffusion models")
+        if not isinstance(net, Denoiser):
+            raise ValueError(f"a diffusion task judges an obliviate Denoiser, got {type(net).__name__}")
+        judged = [_unwrap(o) for o in _oracle_list(oracle)]
+        nets = [o for o, _ in judged]
+        if not all(isinstance(o, Denoiser) for o in nets):
+            raise ValueError("the oracles of a denoiser are denoisers retrained without the forgotten classes")
+        return evaluate_diffusion(
+            net,
+            data,
+            split,
+            oracles=[o for o in nets if isinstance(o, Denoiser)],
+            seconds=seconds,
+            retrain_seconds=judged[0][1] if judged else None,
+            metrics=names,
+            sampling=sampling,
+            seed=seed,
+            cache=cache,
+            device=dev,
+        )
     outputs: Callable[[nn.Module], AnyOutputs]
     if modality is Modality.CAUSAL_LM:
         assert isinstance(data, TextData)
@@ -310,15 +351,7 @@ def evaluate(
     details: dict[str, Any] = {"outputs": outs}
     if seconds is not None:
         values["seconds"] = seconds
-    oracles: list[nn.Module | UnlearningResult]
-    if oracle is None:
-        oracles = []
-    elif isinstance(oracle, (list, tuple)):
-        oracles = list(oracle)
-    elif isinstance(oracle, Sequence):
-        raise TypeError(f"pass several oracles as a list or a tuple, not a {type(oracle).__name__}")
-    else:
-        oracles = [oracle]
+    oracles = _oracle_list(oracle)
     if attack_list and not oracles:
         raise ValueError("attacks are judged against the oracle under the same attack: pass oracle=")
     if not oracles:
@@ -351,6 +384,18 @@ def evaluate(
         if extra[3]:
             details["curves"] = extra[3]
     return Report(values, ref, floor, details, modality)
+
+
+def _oracle_list(
+    oracle: nn.Module | UnlearningResult | Sequence[nn.Module | UnlearningResult] | None,
+) -> list[nn.Module | UnlearningResult]:
+    if oracle is None:
+        return []
+    if isinstance(oracle, (list, tuple)):
+        return list(oracle)
+    if isinstance(oracle, Sequence):
+        raise TypeError(f"pass several oracles as a list or a tuple, not a {type(oracle).__name__}")
+    return [oracle]
 
 
 def _attacked(

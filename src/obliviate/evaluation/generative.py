@@ -2,7 +2,7 @@
 
 A judge classifier trained on all classes of the *real* data labels N generated samples per class
 and gives the penultimate features of the Fréchet distances (metrics in
-:mod:`obliviate.metrics.generative`, catalogued under ``Modality.GENERATIVE``). Every model is
+:mod:`obliviate.metrics.generative`, catalogued under ``Modality.DIFFUSION``). Every model is
 sampled with the same sampler, guidance, N and initial noise per sample index, so differences are
 the models'. The report has, per metric, the model's value, oracle A's, the gap and the noise floor
 (oracle B, the same recipe under another seed, measured the same way against oracle A).
@@ -10,8 +10,8 @@ the models'. The report has, per metric, the model's value, oracle A's, the gap 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from torch import nn
 
 from ..data.datasets import Data, labels_of
 from ..data.loading import iterate_batches
+from ..data.splits import ForgetSplit
 from ..metrics.catalogue import Metric, Modality, available, spec_of
 from ..metrics.generative import GenerativeOutputs, frechet_distance, per_class_accuracy
 from ..models.diffusion import Denoiser, check_guidance, sample
@@ -101,8 +102,18 @@ def generative_outputs(
     return GenerativeOutputs(cond.numpy(), pred, feats, reference, tuple(forget), model.num_classes), images
 
 
-#: the generative rows, in catalogue order
-GENERATIVE_METRICS = available(Modality.GENERATIVE)
+#: the diffusion rows, in catalogue order
+DIFFUSION_METRICS = available(Modality.DIFFUSION)
+
+
+def _cached(cache: dict | None, key: tuple, owner: object, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per ``key`` in a cache kept across calls; the entry holds ``owner`` (the
+    object the key's ``id()`` names), so a recycled id never returns another object's entry."""
+    if cache is None:
+        return compute()
+    if key not in cache or cache[key][0] is not owner:
+        cache[key] = (owner, compute())
+    return cache[key][1]
 
 
 def evaluate_generative(
@@ -115,17 +126,20 @@ def evaluate_generative(
     plan: SamplingPlan | None = None,
     seconds: float | None = None,
     retrain_seconds: float | None = None,
-    cache: dict[int, Any] | None = None,
+    cache: dict | None = None,
     device: torch.device | str | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> Report:
     """One :class:`~obliviate.evaluation.report.Report` for a class-conditional generator.
 
     ``forget``: the forgotten classes (a class the data does not have, or all of them, is refused).
     ``oracle``: [A] or [A, B]; A is the reference, B gives the noise floor (B's gap to A, pair
     metrics of B against A). ``seconds`` (the method's) over ``retrain_seconds`` (the oracle's
-    training) is ``cost_ratio``. ``cache`` maps ``id(model)`` to outputs, so the oracles are sampled
-    once across calls (the entry pins the model, so ids are not reused). ``report.details`` holds
-    per-class accuracies and FDs and the sampled images.
+    training) is ``cost_ratio``. ``cache``: a dict kept across calls (a grid's cells), in which the
+    judge's reference features and the *oracles'* samples are kept, so each oracle is sampled once
+    per plan (entries pin their objects, so ids are not reused). ``metrics``: the catalogue rows to
+    report (default: every diffusion row). ``report.details`` holds per-class accuracies and FDs,
+    the sampled images and, with an oracle, oracle A's images (``reference_images``).
     """
     plan = plan or SamplingPlan()
     classes = sorted(set(labels_of(data.train).tolist()))
@@ -135,43 +149,91 @@ def evaluate_generative(
         raise ValueError(f"classes {unknown} are not in the data (labels: {classes})")
     if not forget or len(forget) >= len(classes):
         raise ValueError(f"forget between 1 and {len(classes) - 1} of the classes {classes}, got {forget}")
-    specs = [s for s in (spec_of(n, Modality.GENERATIVE) for n in GENERATIVE_METRICS) if s is not None]
-    reference = cache.get(-1) if cache is not None else None
-    if reference is None:
-        reference = reference_features(classifier, data)
-        if cache is not None:
-            cache[-1] = reference
+    names = DIFFUSION_METRICS if metrics is None else list(metrics)
+    specs = [spec_of(n, Modality.DIFFUSION) for n in names]
+    if any(s is None for s in specs):
+        wrong = [n for n, s in zip(names, specs) if s is None]
+        raise ValueError(f"unknown metrics {wrong} for diffusion models; available: {DIFFUSION_METRICS}")
+    chosen = [s for s in specs if s is not None]
+    ref_key = ("diffusion-reference", id(classifier), id(data))
+    reference = _cached(cache, ref_key, classifier, lambda: reference_features(classifier, data))
+    oracles = [] if oracle is None else [oracle] if isinstance(oracle, Denoiser) else list(oracle)
+    key = (tuple(forget), plan, id(classifier), id(data))
 
     def outputs(m: Denoiser) -> tuple[GenerativeOutputs, torch.Tensor]:
-        if cache is not None and id(m) in cache and cache[id(m)][0] is m:
-            return cache[id(m)][1]
-        out = generative_outputs(m, classifier, reference, forget, plan, device)
-        if cache is not None:
-            cache[id(m)] = (m, out)
-        return out
+        compute = lambda: generative_outputs(m, classifier, reference, forget, plan, device)  # noqa: E731
+        if any(m is o for o in oracles):  # an oracle: sampled once per plan across calls
+            return _cached(cache, ("diffusion-samples", id(m), *key), m, compute)
+        return compute()
 
     outs, images = outputs(model)
-    values = _values(specs, "model", outs)
+    values = _values(chosen, "model", outs)
     details: dict[str, Any] = {"outputs": outs, "images": images, **_per_class(outs)}
     if seconds is not None:
         values["seconds"] = seconds
-    oracles = [] if oracle is None else [oracle] if isinstance(oracle, Denoiser) else list(oracle)
     if not oracles:
-        return Report(values, details=details, modality=Modality.GENERATIVE)
-    ref_outs, _ = outputs(oracles[0])
-    ref = _values(specs, "model", ref_outs)
-    values.update(_values(specs, "pair", outs, ref_outs))
+        return Report(values, details=details, modality=Modality.DIFFUSION)
+    ref_outs, details["reference_images"] = outputs(oracles[0])
+    ref = _values(chosen, "model", ref_outs)
+    values.update(_values(chosen, "pair", outs, ref_outs))
     if seconds is not None and retrain_seconds:
         values["cost_ratio"] = seconds / retrain_seconds
     floor: dict[str, float] = {}
     if len(oracles) > 1:
         b_outs, _ = outputs(oracles[1])
-        b = _values(specs, "model", b_outs)
+        b = _values(chosen, "model", b_outs)
         floor = {k: abs(b[k] - ref[k]) for k in b}
         floor.update(
-            {s.name: s.gap(v) for s, v in zip(_pairs(specs), _values(specs, "pair", b_outs, ref_outs).values())}
+            {s.name: s.gap(v) for s, v in zip(_pairs(chosen), _values(chosen, "pair", b_outs, ref_outs).values())}
         )
-    return Report(values, ref, floor, details, Modality.GENERATIVE)
+    return Report(values, ref, floor, details, Modality.DIFFUSION)
+
+
+def evaluate_diffusion(
+    model: Denoiser,
+    data: Data,
+    split: ForgetSplit,
+    *,
+    oracles: Sequence[Denoiser] = (),
+    seconds: float | None = None,
+    retrain_seconds: float | None = None,
+    metrics: Sequence[str] | None = None,
+    sampling: SamplingPlan | dict[str, Any] | None = None,
+    seed: int = 0,
+    cache: dict | None = None,
+    device: torch.device | str | None = None,
+) -> Report:
+    """``ob.evaluate`` for a class-conditional denoiser: :func:`evaluate_generative` with the forgotten
+    classes of a class split and a judge trained on ``data`` (:func:`train_judge`, seed 0, one per
+    dataset: kept in ``cache``). ``sampling``: a :class:`SamplingPlan` or a mapping of its fields,
+    whose ``seed`` (the initial noise) defaults to ``seed``."""
+    if not split.classes:
+        raise ValueError(
+            "a diffusion model forgets whole classes: make the split with ob.ForgetSplit.by_class "
+            f"(this one is {split.kind!r})"
+        )
+    if isinstance(sampling, SamplingPlan):
+        plan = sampling
+    else:
+        known = [f.name for f in fields(SamplingPlan)]
+        extra = set(sampling or {}) - set(known)
+        if extra:
+            raise ValueError(f"unknown sampling fields {sorted(extra)}; known: {known}")
+        plan = SamplingPlan(**{"seed": seed, **(sampling or {})})
+    judge = _cached(cache, ("diffusion-judge", id(data)), data, lambda: train_judge(data, seed=0))
+    return evaluate_generative(
+        model,
+        data,
+        split.classes,
+        classifier=judge,
+        oracle=list(oracles) or None,
+        plan=plan,
+        seconds=seconds,
+        retrain_seconds=retrain_seconds,
+        cache=cache,
+        device=device,
+        metrics=metrics,
+    )
 
 
 def _pairs(specs: list[Metric]) -> list[Metric]:

@@ -203,8 +203,8 @@ class Method(Generic[P]):
     #: ``ob.tune``'s search space: parameter -> candidate values (a tuple), searched as a seeded
     #: random sample of the grid. Keep it to the 1-3 parameters that decide forget vs. utility.
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
-    #: the kinds of model the method is written for: "classification" and/or "lm" (causal LMs);
-    #: ``ob.unlearn`` refuses a task outside them
+    #: the kinds of model the method is written for: "classification", "lm" (causal LMs) and/or
+    #: "diffusion" (class-conditional denoisers); ``ob.unlearn`` refuses a task outside them
     modalities: ClassVar[frozenset[str]] = frozenset({"classification"})
     #: the modalities whose method lists (``available(modality)``, a grid's "all") name the method;
     #: None = every one of ``modalities``. The LM methods also run on classifiers, with LM defaults,
@@ -242,8 +242,9 @@ def register(cls: _M) -> _M:
 def available(modality: str | None = None) -> list[str]:
     """Registered method names; with ``modality``, those listed for it (see ``Method.listed``): "lm"
     the language-model methods, "classification" the classification ones (what "all" means in a
-    classification demo or grid). LM methods that also run on classifiers, with LM defaults, are
-    listed under "lm" only; the baselines ``none`` and ``retrain`` under every modality they run on."""
+    classification demo or grid), "diffusion" those that run on class-conditional denoisers. LM
+    methods that also run on classifiers, with LM defaults, are listed under "lm" only; the baselines
+    ``none`` and ``retrain`` under every modality they run on."""
     if modality is None:
         return sorted(_REGISTRY)
     if modality == "lm":  # every method that runs on causal LMs is an LM method

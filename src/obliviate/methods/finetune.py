@@ -21,6 +21,8 @@ class Finetune(Method["Finetune.Params"]):
     """
 
     name = "finetune"
+    #: runs on denoisers through the diffusion task adapter (docs/diffusion.md)
+    modalities = frozenset({"classification", "diffusion"})
     search_space = {"lr": (1e-3, 3e-3, 1e-2), "epochs": (1, 2, 3)}
     reads = frozenset({"retain"})
 

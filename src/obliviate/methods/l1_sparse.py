@@ -46,6 +46,8 @@ class L1Sparse(Method["L1Sparse.Params"]):
     """
 
     name = "l1-sparse"
+    #: runs on denoisers through the diffusion task adapter (docs/diffusion.md)
+    modalities = frozenset({"classification", "diffusion"})
     reads = frozenset({"retain"})
     search_space = {"lr": (0.01, 0.03, 0.05), "gamma": (5e-3, 0.015, 0.03)}
 

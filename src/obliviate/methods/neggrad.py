@@ -37,6 +37,8 @@ class NegGrad(Method["NegGrad.Params"]):
     """
 
     name = "neggrad"
+    #: runs on denoisers through the diffusion task adapter (docs/diffusion.md)
+    modalities = frozenset({"classification", "diffusion"})
     search_space = {"lr": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "epochs": (1, 2)}
 
     @dataclass(frozen=True)

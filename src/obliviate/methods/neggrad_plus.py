@@ -31,6 +31,8 @@ class NegGradPlus(Method["NegGradPlus.Params"]):
     """
 
     name = "neggrad+"
+    #: runs on denoisers through the diffusion task adapter (docs/diffusion.md)
+    modalities = frozenset({"classification", "diffusion"})
     search_space = {"beta": (0.8, 0.9, 0.95, 0.99), "lr": (0.01, 0.03)}
 
     @dataclass(frozen=True)

@@ -16,7 +16,7 @@ class Nothing(Method["Nothing.Params"]):
 
     name = "none"
     reads = frozenset()
-    modalities = frozenset({"classification", "lm"})
+    modalities = frozenset({"classification", "lm", "diffusion"})
 
     @dataclass(frozen=True)
     class Params(BaseParams):

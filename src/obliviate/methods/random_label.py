@@ -22,6 +22,8 @@ class RandomLabel(Method["RandomLabel.Params"]):
     """
 
     name = "random-label"
+    #: runs on denoisers through the diffusion task adapter (docs/diffusion.md)
+    modalities = frozenset({"classification", "diffusion"})
     search_space = {"lr": (1e-3, 3e-3, 1e-2), "epochs": (1, 2)}
     guard_steps = False  # the forget pass degrades the model by design; the retain pass repairs it
 

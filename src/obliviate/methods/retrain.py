@@ -24,7 +24,7 @@ class Retrain(Method["Retrain.Params"]):
     reads = frozenset({"retain"})
     needs = frozenset({"recipe"})
     honours_budget = False  # a half-trained oracle is not an oracle
-    modalities = frozenset({"classification", "lm"})
+    modalities = frozenset({"classification", "lm", "diffusion"})
 
     @dataclass(frozen=True)
     class Params(BaseParams):

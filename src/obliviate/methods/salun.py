@@ -129,6 +129,8 @@ class SalUn(Method["SalUn.Params"]):
     """
 
     name = "salun"
+    #: runs on denoisers through the diffusion task adapter (docs/diffusion.md)
+    modalities = frozenset({"classification", "diffusion"})
     guard_steps = False  # the forget pass degrades the model by design; the retain pass repairs it
     search_space = {"lr": (3e-4, 1e-3, 3e-3, 0.01), "threshold": (0.3, 0.5, 0.7)}
 

@@ -34,6 +34,8 @@ class Scrub(Method["Scrub.Params"]):
     """
 
     name = "scrub"
+    #: runs on denoisers through the diffusion task adapter (docs/diffusion.md)
+    modalities = frozenset({"classification", "diffusion"})
     search_space = {"lr": (0.01, 0.02, 0.05), "max_epochs": (1, 2, 3)}
 
     @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class ScrubRewind(Scrub):
 
     name = "scrub+r"
     needs = frozenset({"val"})
+    #: its rewind reads forget-set *error* on held-out images, which a denoiser does not have
+    modalities = frozenset({"classification"})
 
     def run(self, model: nn.Module, ctx: Context) -> nn.Module:
         if ctx.val is None:

@@ -44,11 +44,12 @@ from .mia import FEATURES, entropy_mia, loss_mia, mia_efficacy, svc_mia, thresho
 
 
 class Modality(str, Enum):
-    """What kind of model a metric reads: a classifier's logits or a causal LM's per-sequence scores."""
+    """What kind of model a metric reads: a classifier's logits, a causal LM's per-sequence scores or
+    a class-conditional diffusion model's samples (as a judge classifier sees them)."""
 
     CLASSIFICATION = "classification"
     CAUSAL_LM = "causal_lm"
-    GENERATIVE = "generative"
+    DIFFUSION = "diffusion"
 
 
 class Direction(str, Enum):
@@ -64,7 +65,7 @@ class Direction(str, Enum):
 ORACLE: Literal["oracle"] = "oracle"
 CLASSIFICATION = frozenset({Modality.CLASSIFICATION})
 CAUSAL_LM = frozenset({Modality.CAUSAL_LM})
-GENERATIVE = frozenset({Modality.GENERATIVE})
+DIFFUSION = frozenset({Modality.DIFFUSION})
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (logits, labels)
 
@@ -567,9 +568,9 @@ METRICS: dict[str, Metric] = {
             "obliviate, after SalUn §6.2",
             ("forget_ma", "retain_ma", "test_ma"),
         ),
-        # --- class-conditional generators, judged by a classifier trained on real data ---
+        # --- class-conditional diffusion models, judged by a classifier trained on real data ---
         *(
-            Metric(name, "model", fn, desc, modalities=GENERATIVE, source=src, needs=("samples", "reference"))
+            Metric(name, "model", fn, desc, modalities=DIFFUSION, source=src, needs=("samples", "reference"))
             for name, fn, desc, src in [
                 (
                     "forget_class_rate",
@@ -598,7 +599,7 @@ METRICS: dict[str, Metric] = {
             ]
         ),
         *(
-            Metric(name, "pair", fn, desc, LOWER, 0.0, GENERATIVE, "obliviate", ("samples",))
+            Metric(name, "pair", fn, desc, LOWER, 0.0, DIFFUSION, "obliviate", ("samples",))
             for name, fn, desc in [
                 (
                     "fd_oracle_retained",

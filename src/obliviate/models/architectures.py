@@ -91,11 +91,22 @@ def _tiny_gpt2(input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.M
     return tiny_gpt2(num_classes, context=input_shape[0], **kwargs)
 
 
+def denoiser(input_shape: tuple[int, ...], num_classes: int, config: str = "digits-demo", **overrides) -> nn.Module:
+    """A class-conditional :class:`~obliviate.models.diffusion.Denoiser` for ``input_shape`` images
+    [C, H, H]: the named config (``CONFIGS``) at that size and class count, with field overrides."""
+    from .diffusion import Denoiser
+
+    if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
+        raise ValueError(f"a denoiser makes square images [C, H, H], got input_shape {tuple(input_shape)}")
+    return Denoiser(config, channels=input_shape[0], image_size=input_shape[1], num_classes=num_classes, **overrides)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": SmallCNN,
     "resnet18": ResNet18,
     "tiny-gpt2": _tiny_gpt2,
+    "denoiser": denoiser,
 }
 
 
@@ -113,8 +124,8 @@ def torchvision_model(name: str, num_classes: int, **kwargs) -> nn.Module:
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
-    """Instantiate a registered architecture (``mlp``, ``cnn``, ``resnet18``, ``tiny-gpt2``) or a
-    torchvision one as ``torchvision:<name>`` (where torchvision is installed)."""
+    """Instantiate a registered architecture (``mlp``, ``cnn``, ``resnet18``, ``tiny-gpt2``,
+    ``denoiser``) or a torchvision one as ``torchvision:<name>`` (where torchvision is installed)."""
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     if name.startswith("torchvision:"):
         model = torchvision_model(name.partition(":")[2], num_classes, **kwargs)
@@ -123,10 +134,16 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -
     else:
         raise ValueError(f"unknown architecture {name!r}; available: {sorted(ARCHITECTURES)} or torchvision:<name>")
     # Plain-data description kept on the module so a saved checkpoint can be rebuilt by name.
-    model.obliviate_spec = {  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
+    model.obliviate_spec = spec(name, input_shape, num_classes, kwargs)  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
+    return model
+
+
+def spec(name: str, input_shape: tuple[int, ...], num_classes: int, kwargs: dict) -> dict:
+    """The plain-data description :func:`build` keeps on a model (``obliviate_spec``), which
+    ``models.store.load_model`` rebuilds it from."""
+    return {
         "architecture": name,
         "input_shape": list(input_shape),
         "num_classes": num_classes,
         "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
     }
-    return model

@@ -54,13 +54,14 @@ def build_report(results_dir: str | Path, out: str | Path | None = None, *, comp
 MARKDOWN_METRICS = (
     ("forget_acc", "retain_acc", "test_acc", "mia_efficacy"),
     ("forget_ma", "c_gamma_mean", "c_gamma_max", "extraction_forget", "mia_auc_loss", "ppl_change"),
+    ("forget_class_rate", "retained_class_acc", "fd_retained", "fd_oracle_retained", "fd_oracle_forget"),
 )
 
 
 def markdown(results_dir: str | Path, *, composite: str | None = None, metrics: tuple[str, ...] | None = None) -> str:
     """The leaderboards as Markdown (for a README): per forget set, one row per method, best first,
     ``mean ± 95% CI`` of the composite, means of ``metrics`` (accuracies in %; default: the
-    classifier or LM columns of :data:`MARKDOWN_METRICS`) and cost vs retrain."""
+    classifier, LM or diffusion columns of :data:`MARKDOWN_METRICS`) and cost vs retrain."""
     from .html import method_order
 
     results_dir = Path(results_dir)

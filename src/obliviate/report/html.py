@@ -398,6 +398,18 @@ def render(summary: pd.DataFrame, cells: list[dict], manifest: dict, composite: 
         imgs = [_img(png, alt, cap) for png, alt, cap in figs if png is not None]
         if imgs:
             body += ["<h3>Plots</h3>", f'<div class="figs">{"".join(imgs)}</div>']
+        grid = plots.sample_grids(seed0, order)
+        if grid is not None:
+            body += [
+                "<h3>Samples</h3>",
+                _img(
+                    grid,
+                    "sample grids",
+                    f"Samples of every model (seed {mine['seed'].min()}): left, conditioned on the forgotten "
+                    "class; right, one of each retained class. Sample i starts from the same noise in every "
+                    "model, so a method that forgot like retraining looks like oracle A column by column.",
+                ),
+            ]
         if len(mine):
             body += ["<h3>Hyper-parameters</h3>", params_table(mine, tuning, d, f, order)]
     body.append(manifest_section(manifest, composite))

@@ -293,3 +293,59 @@ def relearn_curves(records: list[dict], colors: dict[str, str]) -> bytes | None:
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return _png(fig)
+
+
+def _decoded(samples: dict, cls: int) -> np.ndarray:
+    """[k, H, W] floats in [0, 1] of one class's kept samples (see ``bench.jobs._samples``)."""
+    import base64
+
+    raw = np.frombuffer(base64.b64decode(samples["images"][str(cls)]), dtype=np.uint8)
+    return raw.reshape(-1, *samples["shape"]).astype(np.float64) / 255
+
+
+def sample_grids(records: list[dict], order: list[str]) -> bytes | None:
+    """A diffusion grid's samples, one row per model: the original (method ``none``), oracle A, oracle B
+    and each method in ``order``; left the forgotten class's samples, right one sample of each retained
+    class. Every model starts sample i from the same noise, so columns compare like with like."""
+    by_method = {r["cell"]["method"]: r for r in records if "samples" in r}
+    rows: list[tuple[str, dict]] = []
+    if "none" in by_method:
+        rows.append(("original", by_method["none"]["samples"]))
+    floor = by_method.get(ORACLE)
+    if floor is not None and "samples_reference" in floor:
+        rows.append(("oracle A", floor["samples_reference"]))
+    if floor is not None:
+        rows.append(("oracle B", floor["samples"]))
+    rows += [(m, by_method[m]["samples"]) for m in order if m in by_method and m not in ("none", ORACLE)]
+    if not rows:
+        return None
+    first = rows[0][1]
+    forget, retained = first["forget"], [c for c in first["classes"] if c not in first["forget"]]
+    h, w = first["shape"]
+    pad = 2
+
+    def strip(samples: dict) -> np.ndarray:
+        tiles = [t for f in forget for t in _decoded(samples, f)]
+        tiles += [np.full((h, w), np.nan)]  # a gap between the forgotten class and the retained ones
+        tiles += [_decoded(samples, c)[0] for c in retained]
+        out = np.full((h + pad, len(tiles) * (w + pad)), np.nan)
+        for i, t in enumerate(tiles):
+            out[:h, i * (w + pad) : i * (w + pad) + w] = t
+        return out
+
+    mosaic = np.vstack([strip(s) for _, s in rows])
+    fig = Figure(figsize=(0.32 * mosaic.shape[1] / (w + pad) + 1.2, 0.34 * len(rows) + 0.6))
+    ax = fig.subplots()
+    cmap = colormaps["gray"].with_extremes(bad="white")
+    ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks([(h + pad) * i + h / 2 for i in range(len(rows))], [_tex(n) for n, _ in rows], fontsize=8)
+    n_forget = sum(len(_decoded(first, f)) for f in forget)
+    ax.set_xticks(
+        [(n_forget / 2) * (w + pad)] + [(n_forget + 1 + i + 0.5) * (w + pad) for i in range(len(retained))],
+        [f"class {', '.join(map(str, forget))} (forgotten)"] + [str(c) for c in retained],
+        fontsize=7,
+    )
+    ax.tick_params(length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    return _png(fig)

@@ -11,6 +11,7 @@ size of D_r. No EMA: over a few hundred steps a 0.9999 average is mostly the ini
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -18,10 +19,13 @@ import torch
 
 from ..data.datasets import SizedDataset, labels_of
 from ..data.loading import endless_batches
+from ..models.architectures import spec
 from ..models.diffusion import Denoiser, DenoiserConfig, config_of
+from ..models.log import TrainingLog
 from ..objectives.diffusion import DiffusionTask
 from ..utils import progress_bar, resolve_device, seeded
-from .loop import NonFiniteLoss
+from .errors import NonFiniteLoss
+from .recipe import DENOISER_ARCHITECTURE, Recipe
 
 
 @dataclass(frozen=True)
@@ -118,3 +122,59 @@ def train_diffusion(
             bar.close()
     model.null_trained.fill_(recipe.p_uncond > 0)
     return model.eval()
+
+
+#: a :class:`Recipe`'s schedule -> DiffusionRecipe's ``final_lr`` (cosine decays to 0.1 of the lr)
+_FINAL_LR = {"cosine": 0.1, "constant": 1.0}
+
+
+def diffusion_recipe(recipe: Recipe) -> DiffusionRecipe:
+    """The :class:`DiffusionRecipe` a denoiser :class:`Recipe` stands for (``ob.train``, bench grids).
+
+    ``arch_kwargs`` hold the config name (``config``, default ``digits-demo``) and field overrides;
+    image size, channels and class count come from the recipe's ``input_shape`` and ``num_classes``.
+    ``steps``, ``batch_size`` and ``lr`` carry over; the optimiser is Adam without weight decay and
+    the schedule constant or cosine (to 0.1·lr); class dropout (0.1) and gradient clipping (1.0) are
+    DiffusionRecipe's defaults. Anything else is refused rather than silently ignored.
+    """
+    if recipe.architecture != DENOISER_ARCHITECTURE:
+        raise ValueError(f"not a denoiser recipe (architecture {recipe.architecture!r})")
+    if recipe.steps is None:
+        raise ValueError("a denoiser recipe counts optimiser steps: set steps")
+    if recipe.optimizer != "adam" or recipe.weight_decay:
+        raise ValueError("denoisers train with Adam without weight decay (optimizer: adam, weight_decay: 0)")
+    if recipe.schedule not in _FINAL_LR:
+        raise ValueError(f"a denoiser recipe's schedule is constant or cosine, got {recipe.schedule!r}")
+    kwargs = dict(recipe.arch_kwargs)
+    name = kwargs.pop("config", "digits-demo")
+    c, h = recipe.input_shape[0], recipe.input_shape[-1]
+    return DiffusionRecipe(
+        config=name,
+        steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        final_lr=_FINAL_LR[recipe.schedule],
+        overrides={**kwargs, "channels": c, "image_size": h, "num_classes": recipe.num_classes},
+    )
+
+
+def train_recipe(
+    recipe: Recipe,
+    dataset: SizedDataset,
+    seed: int = 0,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> Denoiser:
+    """``ob.train`` for a denoiser recipe: :func:`train_diffusion` of :func:`diffusion_recipe`, with the
+    architecture spec (so ``save_model`` / ``load_model`` rebuild it) and the training log (recipe,
+    seed, seconds: ``retrain`` reads the recipe from it)."""
+    start = time.perf_counter()
+    model = train_diffusion(
+        diffusion_recipe(recipe), dataset, seed=seed, num_classes=recipe.num_classes, device=device, progress=progress
+    )
+    model.obliviate_spec = spec(DENOISER_ARCHITECTURE, recipe.input_shape, recipe.num_classes, recipe.arch_kwargs)  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
+    model.obliviate_log = TrainingLog(  # type: ignore[assignment]
+        recipe=recipe.to_dict(), seed=seed, seconds=time.perf_counter() - start, n_examples=len(dataset)
+    )
+    return model

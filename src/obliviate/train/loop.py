@@ -13,13 +13,10 @@ from ..data.datasets import SizedDataset
 from ..models.log import TrainingLog, UpdateLog
 from ..objectives import ClassificationTask, Task
 from ..utils import progress_bar, resolve_device, seeded
-from .recipe import LM_ARCHITECTURE, Recipe, make_scheduler
+from .errors import NonFiniteLoss
+from .recipe import DENOISER_ARCHITECTURE, LM_ARCHITECTURE, Recipe, make_scheduler
 
 BatchHook = Callable[[torch.Tensor, object, torch.Tensor, int], None]
-
-
-class NonFiniteLoss(FloatingPointError):
-    """Raised when a training or unlearning loss becomes NaN or infinite."""
 
 
 def run_epochs(
@@ -100,7 +97,8 @@ def train(
 ) -> nn.Module:
     """Train a fresh model of ``recipe`` on ``dataset``; deterministic under ``seed`` on CPU.
 
-    An LM recipe (``Recipe.default_for(text_data)``) trains by :func:`obliviate.train.lm.train_causal_lm`.
+    An LM recipe (``Recipe.default_for(text_data)``) trains by :func:`obliviate.train.lm.train_causal_lm`,
+    a denoiser recipe (``architecture="denoiser"``) by :func:`obliviate.train.diffusion.train_recipe`.
 
     The returned model (in eval mode) carries a :class:`TrainingLog` (``model.obliviate_log``):
     recipe, seed, seconds and each example's learning events per epoch (true-class and max
@@ -114,6 +112,12 @@ def train(
     per id per epoch, and True logs every step (digits MLP, 19k parameters x 880 steps: 68 MB; a
     CIFAR ResNet-18 recipe would need ~260 GB), so name the ids that may be deleted.
     """
+    if recipe.architecture == DENOISER_ARCHITECTURE:
+        if log_updates:
+            raise ValueError("log_updates is for epoch-trained classifiers, not denoisers")
+        from .diffusion import train_recipe
+
+        return train_recipe(recipe, dataset, seed, device=device, progress=progress)
     if recipe.architecture == LM_ARCHITECTURE or recipe.steps is not None:
         if log_updates:
             raise ValueError("log_updates is for epoch-trained classifiers, not LM recipes")

@@ -17,6 +17,9 @@ from ..models.architectures import build
 
 #: the causal-LM architecture a recipe can name (``models.gpt.tiny_gpt2``)
 LM_ARCHITECTURE = "tiny-gpt2"
+#: the diffusion architecture a recipe can name (``models.architectures.denoiser``): trained for
+#: ``steps`` by :func:`obliviate.train.diffusion.train_recipe`
+DENOISER_ARCHITECTURE = "denoiser"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class Recipe:
     Causal LMs (``architecture="tiny-gpt2"``, ``num_classes`` = vocabulary size, ``input_shape`` =
     ``(context,)``) train for ``steps`` batches sampled by row weight instead of ``epochs`` passes:
     a memorized secret is one row of weight 10, not ten rows (see :mod:`obliviate.train.lm`).
+    Class-conditional denoisers (``architecture="denoiser"``, ``arch_kwargs={"config": name, ...}``)
+    also count ``steps`` (see :func:`obliviate.train.diffusion.train_recipe`).
     """
 
     architecture: str = "mlp"
