@@ -30,10 +30,21 @@ def iterate_batches(
         idx = order[start : start + batch_size]
         if drop_last and len(idx) < batch_size:
             break
-        if isinstance(dataset, ArrayDataset):
-            yield idx, (dataset.x[idx], dataset.y[idx])
-        else:
-            yield idx, default_collate([dataset[i] for i in idx.tolist()])
+        yield idx, _collated(dataset, idx)
+
+
+def _collated(dataset: SizedDataset, rows: torch.Tensor) -> Any:
+    """Tensor datasets are sliced directly, others collated per item."""
+    if isinstance(dataset, ArrayDataset):
+        return dataset.x[rows], dataset.y[rows]
+    return default_collate([dataset[i] for i in rows.tolist()])
+
+
+def batch_of(dataset: SizedDataset, rows: torch.Tensor) -> Any:
+    """The batch of ``rows`` (positions, in any order, repeats allowed) in the task's format: text
+    datasets batch themselves (trimming shared padding), the others as :func:`iterate_batches` does."""
+    batch = getattr(dataset, "batch", None)
+    return batch(rows) if callable(batch) else _collated(dataset, rows)
 
 
 def endless_batches(

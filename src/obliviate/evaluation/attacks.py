@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.datasets import ArrayDataset, Data, labels_of, subset
+from ..data.datasets import Data, labels_of, subset
+from ..data.loading import batch_of
 from ..data.splits import ForgetSplit
 from ..data.text import TextData
 from ..objectives import Task
@@ -173,7 +174,7 @@ class Relearn:
         attacked.train()
         for step in range(1, steps + 1):
             pick = torch.randint(len(train), (min(batch_size, len(train)),), generator=g)
-            batch = task.to(_rows_batch(train, pick), device)
+            batch = task.to(batch_of(train, pick), device)
             loss = task.losses(task.logits(attacked, batch), batch).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -182,16 +183,6 @@ class Relearn:
                 on_checkpoint(step, attacked.eval())
                 attacked.train()
         return attacked.eval(), measured
-
-
-def _rows_batch(dataset: Any, rows: torch.Tensor) -> Any:
-    """A batch of ``rows`` in the task's format: text datasets batch themselves, tensor datasets stack."""
-    if hasattr(dataset, "batch"):
-        return dataset.batch(rows)
-    if isinstance(dataset, ArrayDataset):
-        return dataset.x[rows], dataset.y[rows]
-    items = [dataset[int(i)] for i in rows]
-    return tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(len(items[0])))
 
 
 @dataclass(frozen=True)
