@@ -1,12 +1,15 @@
 """evaluate_generative: one Report with the oracle, the gap and oracle B's noise floor."""
 
 import functools
+from dataclasses import replace
 
 import pytest
+import torch
 
 import obliviate as ob
 from obliviate.evaluation.generative import SamplingPlan, evaluate_generative, train_judge
 from obliviate.metrics import Modality
+from obliviate.metrics.catalogue import available
 from obliviate.train.diffusion import DiffusionRecipe, train_diffusion
 
 PLAN = SamplingPlan(per_class=4, forget_per_class=6, steps=3)
@@ -52,3 +55,46 @@ def test_bad_requests_are_refused():
         evaluate_generative(model, data, list(range(10)), classifier=judge, plan=PLAN)
     with pytest.raises(ValueError, match="guidance scale must be > 0"):
         SamplingPlan(guidance=-1.0)
+
+
+def test_ob_evaluate_dispatches_a_denoiser_to_the_generative_report():
+    """ob.evaluate on a denoiser: the diffusion rows of the catalogue, judged against oracle A with B's
+    floor, equal to evaluate_generative's with the same judge and plan (the sampling seed is ob.evaluate's)."""
+    data, model, oracles, _ = setup()
+    split = ob.ForgetSplit.by_class(data.train, [3])
+    cache: dict = {}
+    sampling = {"per_class": 4, "forget_per_class": 6, "steps": 3}
+    rep = ob.evaluate(model, data, split, oracle=oracles, sampling=sampling, seed=2, cache=cache)
+    assert rep.modality is Modality.DIFFUSION
+    assert set(available(Modality.DIFFUSION)) <= set(rep.values) and "forget_acc" not in rep.values
+    assert set(rep.floor) == set(available(Modality.DIFFUSION))
+    judge = cache[("diffusion-judge", id(data))][1]  # one judge per dataset, kept in the cache
+    direct = evaluate_generative(model, data, [3], classifier=judge, oracle=oracles, plan=replace(PLAN, seed=2))
+    assert rep.values == direct.values and rep.oracle == direct.oracle and rep.floor == direct.floor
+    other_seed = ob.evaluate(model, data, split, oracle=oracles, sampling=sampling, seed=3, cache=cache)
+    assert not torch.equal(other_seed.details["images"], rep.details["images"])  # the noise follows the seed
+    # a subset of rows, and the oracles' cost as the retraining reference
+    result = ob.methods.UnlearningResult(model, "none", {}, 1.0, 0, split.hash)
+    timed = [ob.methods.UnlearningResult(o, "retrain", {}, 4.0, s, split.hash) for o, s in zip(oracles, (0, 1))]
+    small = ob.evaluate(
+        result, data, split, oracle=timed, sampling=sampling, metrics=["forget_class_rate"], cache=cache
+    )
+    assert set(small.values) == {"forget_class_rate", "seconds", "cost_ratio"} and small["cost_ratio"] == 0.25
+
+
+def test_ob_evaluate_refuses_what_a_denoiser_cannot_be_judged_on():
+    data, model, oracles, _ = setup()
+    split = ob.ForgetSplit.by_class(data.train, [3])
+    with pytest.raises(ValueError, match="whole classes"):
+        ob.evaluate(model, data, ob.ForgetSplit.random(data.train, 0.1), oracle=oracles)
+    with pytest.raises(ValueError, match="not defined for diffusion"):
+        ob.evaluate(model, data, split, oracle=oracles, attacks=["quantize-int8"])
+    with pytest.raises(ValueError, match="unknown metrics"):
+        ob.evaluate(model, data, split, oracle=oracles, metrics=["forget_acc"])
+    with pytest.raises(ValueError, match="unknown sampling fields"):
+        ob.evaluate(model, data, split, oracle=oracles, sampling={"eta": 1})
+    with pytest.raises(ValueError, match="guidance scale must be > 0"):
+        ob.evaluate(model, data, split, oracle=oracles, sampling={"guidance": 0})
+    classifier = ob.train(ob.Recipe.default_for(data).replace(epochs=1), data.train)
+    with pytest.raises(ValueError, match="sampling= is how a diffusion model"):
+        ob.evaluate(classifier, data, split, sampling={"steps": 3})

@@ -59,3 +59,57 @@ def test_the_denoiser_learns():
     rep = evaluate_generative(model, data, [0], classifier=judge, plan=plan)
     # conditional samples of the retained classes are recognised far above chance (0.1)
     assert rep["retained_class_acc"] > 0.4
+
+
+def test_ob_train_trains_a_denoiser_recipe_that_retrain_and_load_model_rebuild(tmp_path):
+    """A Recipe with architecture "denoiser" is what bench grids train: ob.train returns the same
+    denoiser as train_diffusion of the equivalent DiffusionRecipe, with an architecture spec (so a
+    saved checkpoint reloads) and a training log (so retrain finds the recipe: the oracle)."""
+    from obliviate.models.store import load_model, save_model
+    from obliviate.train.diffusion import diffusion_recipe
+
+    data = digits()
+    recipe = ob.Recipe.default_for(data).replace(
+        architecture="denoiser", arch_kwargs={"config": "unit-test"}, steps=3, batch_size=32, lr=2e-3
+    )
+    model = ob.train(recipe, data.train, seed=0)
+    same = train_diffusion(
+        DiffusionRecipe(config="unit-test", steps=3, batch_size=32, lr=2e-3), data.train, seed=0, progress=False
+    )
+    assert all(torch.equal(v, state(same)[k]) for k, v in state(model).items())
+    assert diffusion_recipe(recipe).final_lr == 0.1  # cosine decays to 0.1·lr, DiffusionRecipe's default
+    save_model(model, tmp_path / "m")
+    loaded, _ = load_model(tmp_path / "m")
+    assert all(torch.equal(v, state(loaded)[k]) for k, v in state(model).items()) and bool(loaded.null_trained)
+    split = ob.ForgetSplit.by_class(data.train, [3])
+    oracle = ob.unlearn(model, data.train, split, method="retrain", seed=0)  # recipe read from the training log
+    direct = ob.train(recipe, split.retain_set(data.train), seed=0)
+    assert all(torch.equal(v, state(direct)[k]) for k, v in state(oracle.model).items())
+    assert oracle.model.num_classes == 10  # the forgotten class keeps its (untrained) embedding row
+
+
+def test_a_denoiser_recipe_refuses_what_it_cannot_honour():
+    data = digits()
+    base = ob.Recipe.default_for(data).replace(architecture="denoiser", arch_kwargs={"config": "unit-test"}, steps=1)
+    for bad, match in [
+        (base.replace(steps=None), "counts optimiser steps"),
+        (base.replace(optimizer="sgd"), "Adam without weight decay"),
+        (base.replace(schedule="step"), "constant or cosine"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            ob.train(bad, data.train)
+    with pytest.raises(ValueError, match="log_updates"):
+        ob.train(base, data.train, log_updates=True)
+
+
+def test_fashion_mnist_loads_average_pooled():
+    try:
+        full = ob.datasets.load("fashion-mnist")
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    small = ob.datasets.load("fashion-mnist", size=14)
+    assert small.input_shape == (1, 14, 14) and len(small.train) == len(full.train)
+    pooled = torch.nn.functional.avg_pool2d(full.train.x[:20], 2)
+    assert torch.allclose(small.train.x[:20], pooled, atol=1e-6)
+    with pytest.raises(ValueError, match="size must divide 28"):
+        ob.datasets.load("fashion-mnist", size=10)
