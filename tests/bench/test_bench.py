@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -292,6 +293,32 @@ def test_grid_attacks_that_cannot_apply_are_left_out_of_those_cells(tmp_path: Pa
     assert not any(m.startswith("relearn-related/") for m in rows.loc["random-0.1"].index)
     notes = {c["cell"]["forget"]: c["notes"] for c in iter_cells(res.out) if c["cell"]["method"] == "finetune"}
     assert any("relearn-related needs class forgetting" in n for n in notes["random-0.1"]) and not notes["class-3"]
+
+
+def test_tuned_reuses_a_previous_grids_tuning(tmp_path: Path) -> None:
+    """``tuned: manifest.json`` hands each tuned method the parameters the earlier grid found (a labelled
+    variant its base method's, plus its own fixed ones): no validation oracle, no search."""
+    from obliviate.bench.results import iter_cells
+
+    text = GOOD.replace("  - finetune: {epochs: 1}", "  - finetune: {tune: {budget: 2}}").replace(
+        "threads: 1", "threads: 1\nroc: false"
+    )
+    first = run(load_config(text=text), tmp_path / "a", progress=False)
+    found = json.loads((first.out / "manifest.json").read_text())["tuning"]["digits/random-0.1/finetune"]
+    again = text + f"tuned: {first.out / 'manifest.json'}\n"
+    again = again.replace("  - none", "  - none\n  - finetune: {label: ft-variant, epochs: 3, tune: {budget: 2}}")
+    second = run(load_config(text=again), tmp_path / "b", progress=False)
+    params = {c["cell"]["method"]: c["params"] for c in iter_cells(second.out)}
+    assert {k: params["finetune"][k] for k in found} == found
+    assert params["ft-variant"]["epochs"] == 3 and params["ft-variant"]["lr"] == found["lr"]
+
+    def oracles(res):
+        return len(list((res.out / "cache" / "models").glob("oracle-*")))
+
+    assert oracles(first) == 3 and oracles(second) == 2  # A, B and, only when tuning, a validation oracle
+    assert len(list((second.out / "cache" / "tuning").glob("*-given-*.json"))) == 2
+    with pytest.raises(ConfigError, match="tuned must name a bench manifest"):
+        load_config(text=GOOD + "tuned: /nonexistent/manifest.json\n")
 
 
 def test_lm_demo_preset_is_the_lm_people_grid() -> None:

@@ -55,6 +55,8 @@ TOP_KEYS = {
     "attacks": "attacks every model and oracle is also judged under: names (relearn, relearn-retain, "
     "quantize-int8, quantize-int4) or {name: {parameters}}",
     "tune": "defaults for tuned methods: {budget, objective}",
+    "tuned": "a previous grid's manifest.json: tuned methods take the parameters it found for the same "
+    "dataset, forget set and label (or method name) instead of tuning again",
     "epsilon": "per-example epsilon (NeurIPS 2023 protocol): {n_models, methods}",
     "ulira": "U-LiRA per-example audit (classifiers): {n_shadow, n_targets, methods}; 'oracle' in methods "
     "audits retraining itself (the reference)",
@@ -125,6 +127,8 @@ class BenchConfig:
     device: str = "auto"
     save_models: bool = False
     sampling: dict[str, Any] | None = None
+    #: "dataset/forget/label" -> parameters, from a previous grid's manifest (``tuned:``)
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
     text: str = ""
     source: str = "<config>"
 
@@ -208,6 +212,7 @@ def load_config(path: str | Path | None = None, *, text: str | None = None) -> B
         device=str(raw.get("device", "auto")),
         save_models=_bool(where, ("save_models",), raw.get("save_models", False)),
         sampling=_sampling(where, raw.get("sampling")),
+        tuned=_tuned(where, raw.get("tuned")),
         text=text,
         source=source,
     )
@@ -438,6 +443,19 @@ def _composite(where: _Where, v: Any) -> str:
     if v not in METRICS:
         raise where.error(("composite",), f"unknown metric {v!r} for the leaderboard; available: {sorted(METRICS)}")
     return str(v)
+
+
+def _tuned(where: _Where, v: Any) -> dict[str, dict[str, Any]]:
+    if v is None:
+        return {}
+    path = Path(str(v))
+    try:
+        tuning = json.loads(path.read_text())["tuning"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise where.error(("tuned",), f"tuned must name a bench manifest.json with a 'tuning' map: {e}") from None
+    if not isinstance(tuning, dict) or not all(isinstance(p, dict) for p in tuning.values()):
+        raise where.error(("tuned",), f"{path}: 'tuning' must map dataset/forget/label to parameters")
+    return tuning
 
 
 def _ulira(where: _Where, v: Any) -> dict[str, Any] | None:

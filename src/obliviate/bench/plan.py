@@ -19,6 +19,7 @@ import torch
 from ..data.datasets import Data
 from ..data.splits import ForgetSpec, ForgetSplit
 from ..evaluation.oracles import floor_seed, reference_seed, validation_seed
+from ..io import write_json
 from ..methods import get as get_method
 from .config import BenchConfig, ConfigError, DatasetSpec, MethodSpec
 from .jobs import Cell, CellId, TrainOracle, TrainOriginal, Tune, data_of, fingerprint, recipe_of
@@ -170,6 +171,15 @@ class Planner:
 
     def _tune(self, g: Group, m: MethodSpec) -> None:
         assert m.tune is not None
+        prefix = f"{g.dataset.label}/{g.forget.label}/"
+        given = self.cfg.tuned.get(prefix + m.label, self.cfg.tuned.get(prefix + m.name))
+        if given is not None:  # a previous grid's tuning (a variant takes its base method's): no search
+            best = {**given, **m.params}
+            tpath = str(self.cache / "tuning" / f"{m.name}-given-{digest({'split': g.split_hash, 'best': best})}.json")
+            if not Path(tpath).exists():
+                write_json(Path(tpath), {"best_params": best, "source": "tuned:"})
+            self.tuning_of[(g.dataset.label, g.forget.label, m.label)] = tpath
+            return
         vpath = self._oracle(g, validation_seed(g.seed))
         tkey = digest(
             {
