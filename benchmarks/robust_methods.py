@@ -41,7 +41,8 @@ from torch import nn
 import obliviate as ob
 from obliviate.data.datasets import Data, subset
 from obliviate.data.splits import ForgetSplit
-from obliviate.evaluation.attacks import Relearn, _rows_batch
+from obliviate.data.loading import batch_of
+from obliviate.evaluation.attacks import Relearn
 from obliviate.objectives import Task
 
 SEEDS = (0, 1, 2)
@@ -56,6 +57,8 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("undo(neggrad+) alpha=0.8", "undo", {"alpha": 0.8}),
     ("neggrad", "neggrad", {}),
     ("neggrad sam_rho=0.05", "neggrad", {"sam_rho": 0.05}),
+    ("neggrad+ grad_projection=0.8 (GRU)", "neggrad+", {"grad_projection": 0.8}),
+    ("neggrad grad_projection=0.8 (GRU)", "neggrad", {"grad_projection": 0.8}),
     ("undo(neggrad) alpha=0.8", "undo", {"alpha": 0.8, "base": "neggrad"}),
 ]
 
@@ -73,7 +76,7 @@ class FewShot(Relearn):
         return f"few-shot@{self.steps}"
 
     def apply(
-        self, model: nn.Module, data: Data, split: ForgetSplit, task: Task, *, seed: int = 0
+        self, model: nn.Module, data: Data, split: ForgetSplit, task: Task, *, seed: int = 0, on_checkpoint: Any = None
     ) -> tuple[nn.Module, ForgetSplit]:
         pool, measured = self.parts(data, split, seed)
         g = torch.Generator().manual_seed(seed)
@@ -85,8 +88,8 @@ class FewShot(Relearn):
         opt = torch.optim.Adam(attacked.parameters(), lr=lr)
         for _ in range(steps):
             parts = [
-                _rows_batch(shots, torch.randint(len(shots), (half,), generator=g)),
-                _rows_batch(retain, torch.randint(len(retain), (half,), generator=g)),
+                batch_of(shots, torch.randint(len(shots), (half,), generator=g)),
+                batch_of(retain, torch.randint(len(retain), (half,), generator=g)),
             ]
             batch = task.to(tuple(torch.cat(t) for t in zip(*parts)), device)
             loss = task.losses(task.logits(attacked, batch), batch).mean()
