@@ -40,8 +40,8 @@ from torch import nn
 
 import obliviate as ob
 from obliviate.data.datasets import Data, subset
-from obliviate.data.splits import ForgetSplit
 from obliviate.data.loading import batch_of
+from obliviate.data.splits import ForgetSplit
 from obliviate.evaluation.attacks import Relearn
 from obliviate.objectives import Task
 
