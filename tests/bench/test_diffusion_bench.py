@@ -73,6 +73,10 @@ def test_the_report_shows_sample_grids_and_the_markdown_has_diffusion_columns(gr
     assert "forget_class_rate" in html and "fd_oracle_forget" in html
     md = markdown(out)
     assert "retained_class_acc" in md and "fd_oracle_forget" in md and "`esd`" in md
+    head = next(line for line in md.splitlines() if line.startswith("| method"))
+    assert head.count("forget_class_rate") == 1  # the composite is a shown column, not a second one
+    oracle_a = next(line for line in md.splitlines() if line.startswith("| oracle A"))
+    assert "nan" not in md and oracle_a.count("—") == 2  # oracle A has no distance to itself
 
 
 def test_a_rerun_reuses_every_cell(grid):

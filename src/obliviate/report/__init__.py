@@ -58,9 +58,19 @@ MARKDOWN_METRICS = (
 )
 
 
+def _cell(metric: str, value: float, ci: float = float("nan")) -> str:
+    """A leaderboard number (``± ci`` when given): accuracies, rates and MIA scores in %, "—" where
+    there is none (oracle A's own distance to itself is no measurement)."""
+    if value != value:
+        return "—"
+    if metric.endswith(("_acc", "_rate")) or metric.startswith("mia"):
+        return f"{100 * value:.1f}" + (f" ± {100 * ci:.1f}" if ci == ci else "")
+    return f"{value:.3g}" + (f" ± {ci:.2g}" if ci == ci else "")
+
+
 def markdown(results_dir: str | Path, *, composite: str | None = None, metrics: tuple[str, ...] | None = None) -> str:
     """The leaderboards as Markdown (for a README): per forget set, one row per method, best first,
-    ``mean ± 95% CI`` of the composite, means of ``metrics`` (accuracies in %; default: the
+    ``mean ± 95% CI`` of the composite, means of ``metrics`` (accuracies and rates in %; default: the
     classifier, LM or diffusion columns of :data:`MARKDOWN_METRICS`) and cost vs retrain."""
     from .html import method_order
 
@@ -79,36 +89,28 @@ def markdown(results_dir: str | Path, *, composite: str | None = None, metrics: 
         mean = sec.pivot(index="method", columns="metric", values="mean")
         ci = sec.pivot(index="method", columns="metric", values="ci95")
         shown = [m for m in metrics if m in mean.columns]
-        head = ["method", *shown, composite, "cost (% of retrain)"]
+        extra = [] if composite in shown else [composite]  # a shown composite carries its interval in place
+        head = ["method", *shown, *extra, "cost (% of retrain)"]
         lines = [
-            f"**{dataset}, forget {forget}** ({note}; n = {int(sec['n'].max())} seeds; accuracies in %)",
+            f"**{dataset}, forget {forget}** ({note}; n = {int(sec['n'].max())} seeds; accuracies and rates in %)",
             "",
             "| " + " | ".join(head) + " |",
             "|" + "---|" * len(head),
         ]
         ref = sec.groupby("metric")["oracle"].mean()
-        lines.append(
-            "| oracle A (reference) | "
-            + " | ".join(
-                [f"{100 * ref[k]:.1f}" if k.endswith("_acc") or k.startswith("mia") else f"{ref[k]:.3g}" for k in shown]
-                + ["—", "100%"]
-            )
-            + " |"
-        )
+        oracle_a = [*(_cell(k, ref[k]) for k in shown), *["—"] * len(extra), "100%"]
+        lines.append("| oracle A (reference) | " + " | ".join(oracle_a) + " |")
         for m in order:
-            cells = [
-                f"{100 * mean.at[m, k]:.1f}" if k.endswith("_acc") or k.startswith("mia") else f"{mean.at[m, k]:.3g}"
-                for k in shown
-            ]
             c, w = (
                 mean.at[m, composite] if composite in mean else float("nan"),
                 ci.at[m, composite] if composite in ci else float("nan"),
             )
-            comp = f"{c:.2f}" + (f" ± {w:.2f}" if w == w else "")
+            cells = [_cell(k, mean.at[m, k], w if k == composite else float("nan")) for k in shown]
+            comp = [f"{c:.2f}" + (f" ± {w:.2f}" if w == w else "")] if extra else []
             cost = mean.at[m, "cost_ratio"] if "cost_ratio" in mean else float("nan")
             name = "oracle B (noise floor)" if m == "oracle" else f"`{m}`"
             lines.append(
-                f"| {name} | " + " | ".join([*cells, comp, f"{100 * cost:.1f}%" if cost == cost else "—"]) + " |"
+                f"| {name} | " + " | ".join([*cells, *comp, f"{100 * cost:.1f}%" if cost == cost else "—"]) + " |"
             )
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
