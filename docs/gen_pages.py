@@ -8,7 +8,8 @@ committed. Two things are generated:
   tables included, bench runs rendered from their ``summary.csv`` + ``manifest.json``, small JSON
   and text files shown as they are);
 - markers inside hand-written pages: ``<!-- leaderboard: RUN -->`` becomes the Markdown leaderboard
-  of the bench run in ``benchmarks/results/RUN/``, ``<!-- lm-table: FILE KIND -->`` a table of an
+  of the bench run in ``benchmarks/results/RUN/``, ``<!-- attack-table: RUN -->`` its recovery under
+  each attack (:func:`obliviate.report.attack_markdown`), ``<!-- lm-table: FILE KIND -->`` a table of an
   LM grid summary or older ``lm-demo`` result file (KIND: ``sequence``, ``entity``, ``relearn`` or ``more``),
   ``<!-- metrics: MODALITY -->`` the metric catalogue's rows for that modality, read from the code.
 
@@ -289,13 +290,20 @@ def metrics_table(modality: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-_MARKER = re.compile(r"<!-- (leaderboard|lm-table|metrics): ([^ ]+)(?: ([a-z]+))? -->")
+_MARKER = re.compile(r"<!-- (leaderboard|attack-table|lm-table|metrics): ([^ ]+)(?: ([a-z]+))? -->")
 
 
 def expand_markers(markdown: str) -> str:
     def sub(m: re.Match[str]) -> str:
         if m.group(1) == "leaderboard":
             return leaderboard(m.group(2))
+        if m.group(1) == "attack-table":
+            from obliviate.report import attack_markdown
+
+            folder = RESULTS / m.group(2)
+            if not (folder / "summary.csv").exists():
+                return f'!!! note "No results yet"\n    `benchmarks/results/{m.group(2)}/` holds no summary.\n'
+            return attack_markdown(folder)
         if m.group(1) == "metrics":
             return metrics_table(m.group(2))
         return lm_table(m.group(2), m.group(3) or "sequence")

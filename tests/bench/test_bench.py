@@ -293,6 +293,15 @@ def test_grid_attacks_that_cannot_apply_are_left_out_of_those_cells(tmp_path: Pa
     assert not any(m.startswith("relearn-related/") for m in rows.loc["random-0.1"].index)
     notes = {c["cell"]["forget"]: c["notes"] for c in iter_cells(res.out) if c["cell"]["method"] == "finetune"}
     assert any("relearn-related needs class forgetting" in n for n in notes["random-0.1"]) and not notes["class-3"]
+    # which forgetting survives: recovery per attack (those the forget set had), oracle A's first
+    from obliviate.report import attack_markdown
+
+    md = attack_markdown(res.out)
+    random_part, class_part = md.split("**digits, forget class-3**")
+    assert "| method | relearn-related | relearn | survives (within the floor) |" in class_part
+    rec = rows.loc[("class-3", "relearn-related/recovery")]
+    assert f"| `finetune` | {rec['mean']:.2f} |" in class_part
+    assert "| method | relearn | survives (within the floor) |" in random_part and "relearn-related" not in random_part
 
 
 def test_tuned_reuses_a_previous_grids_tuning(tmp_path: Path) -> None:

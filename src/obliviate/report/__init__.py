@@ -14,7 +14,7 @@ from ..bench.results import iter_cells, read_table, summarize, tidy
 from ..io import atomic_write_text, read_json
 from .html import render
 
-__all__ = ["build_report", "markdown"]
+__all__ = ["attack_markdown", "build_report", "markdown"]
 
 
 def _summary(results_dir: Path) -> tuple[pd.DataFrame | None, str]:
@@ -113,4 +113,62 @@ def markdown(results_dir: str | Path, *, composite: str | None = None, metrics: 
                 f"| {name} | " + " | ".join([*cells, *comp, f"{100 * cost:.1f}%" if cost == cost else "—"]) + " |"
             )
         out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def attack_markdown(results_dir: str | Path, *, composite: str | None = None) -> str:
+    """Which forgetting survives attack, as Markdown: per forget set, each method's recovery under every
+    attack of the run (oracle A's recovery in the first row, ± the floor: oracle B's distance from it),
+    the attacks whose recovery lands within the floor of oracle A's ("survives"), the unattacked
+    composite and the cost. Recovery is the share of the original-to-oracle distance on the forget
+    metric that the attack takes back (0: nothing, 1: all of it)."""
+    from ..metrics.catalogue import ATTACK_SEP
+    from .html import method_order
+
+    results_dir = Path(results_dir)
+    summary, _ = _summary(results_dir)
+    if summary is None or summary.empty:
+        raise ValueError(f"{results_dir} holds no bench results")
+    manifest = read_json(results_dir / "manifest.json") if (results_dir / "manifest.json").exists() else {}
+    composite = composite or manifest.get("config", {}).get("composite") or "avg_gap"
+    out = []
+    for (dataset, forget), sec in summary.groupby(["dataset", "forget"], sort=False):
+        rec = [m for m in dict.fromkeys(sec["metric"]) if m.endswith(ATTACK_SEP + "recovery")]
+        if not rec:
+            continue
+        attacks = [m.split(ATTACK_SEP)[0] for m in rec]
+        order, _ = method_order(sec, composite)
+        by = sec.set_index(["method", "metric"])
+        head = ["method", *attacks, "survives (within the floor)", composite, "cost (% of retrain)"]
+        ref = sec.groupby("metric")[["oracle", "floor"]].mean()
+        first = ["oracle A (reference)"] + [f"{ref.at[m, 'oracle']:.2f} ± {ref.at[m, 'floor']:.2f}" for m in rec]
+        lines = [
+            f"**{dataset}, forget {forget}** (recovery under each attack; n = {int(sec['n'].max())} seeds)",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+            "| " + " | ".join([*first, "—", "—", "100%"]) + " |",
+        ]
+        for m in order:
+            vals, ok = [], []
+            for a, r in zip(attacks, rec):
+                if (m, r) not in by.index:
+                    vals.append("—")
+                    continue
+                row = by.loc[(m, r)]
+                vals.append(f"{row['mean']:.2f}")
+                if row["gap"] <= row["floor"]:
+                    ok.append(a)
+            surv = "all" if len(ok) == len(attacks) else ", ".join(ok) or "none"
+            comp = by.loc[(m, composite), "mean"] if (m, composite) in by.index else float("nan")
+            cost = by.loc[(m, "cost_ratio"), "mean"] if (m, "cost_ratio") in by.index else float("nan")
+            name = "oracle B (noise floor)" if m == "oracle" else f"`{m}`"
+            lines.append(
+                f"| {name} | "
+                + " | ".join([*vals, surv, f"{comp:.2f}", f"{100 * cost:.1f}%" if cost == cost else "—"])
+                + " |"
+            )
+        out.append("\n".join(lines))
+    if not out:
+        raise ValueError(f"{results_dir} has no attack rows (run the grid with attacks:)")
     return "\n\n".join(out) + "\n"
