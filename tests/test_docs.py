@@ -38,7 +38,8 @@ SKIP_COMMANDS = {
     "obliviate report runs/lm-demo/grid": "needs the lm-demo's grid above (~8 min)",
     "obliviate bench benchmarks/fashion-mnist.yaml": "52 min on 2 cores (the Fashion-MNIST leaderboard)",
     "obliviate report runs/bench/fashion-mnist": "needs the 52-minute Fashion-MNIST grid above",
-    "obliviate bench benchmarks/diffusion-fashion-mnist.yaml": "30-90 min on one thread (the diffusion grid)",
+    "obliviate bench benchmarks/diffusion-fashion-mnist.yaml": "43 min on one shared thread (the diffusion grid)",
+    "obliviate report runs/bench/diffusion-fashion-mnist": "needs the 43-minute diffusion grid above",
     # the README's deletion-request lines are docs/evidence.md's walkthrough, which runs there after making
     # its customers.csv
     "obliviate train --data customers.csv --target churn --subject customer_id --out runs/churn": "run in "
