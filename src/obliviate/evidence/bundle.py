@@ -16,11 +16,15 @@ the retained share); otherwise ``npo`` for text models and ``neggrad+`` for clas
 **Checks** (``oracle="auto"``): R oracles retrained without the rows (default 8, one vectorised
 ensemble where the architecture allows) when their estimated cost fits ``budget`` seconds, and the
 checks referenced to them (:func:`obliviate.evidence.checks.oracle_checks`); otherwise oracle-free
-checks: the per-example MIA against shadow models on halves of the retained rows where those fit
-the budget (classifiers), the population MIA and, for text, extraction against never-trained rows,
-and a utility check against the original. The quantization attack is run either way, relearning
-where oracles judge it. Estimated cost: recorded training seconds × retained share × members,
-divided by 4 for MLP ensembles (the vectorised speed-up measured for small MLPs, ``train/ensemble.py``).
+checks: the per-example MIA against ``n_shadows`` (default 16) shadow models on halves of the
+retained rows where those fit the budget (classifiers), the population MIA and, for text,
+extraction against never-trained rows, and a utility check against the original. The
+quantization attack is run either way, relearning where oracles judge it. Estimated cost:
+recorded training seconds × retained share × members, divided by 4 for MLP ensembles (the vectorised
+speed-up measured for small MLPs, ``train/ensemble.py``).
+
+SISA ensembles and certified-removal models (:mod:`obliviate.evidence.guarantee`) run their own
+deletion instead, and their guarantee replaces these checks.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from ..models.store import load_model, versions
 from ..train import train, train_ensemble
 from ..train.recipe import Recipe
 from . import checks as C
+from . import guarantee as G
 from . import ledger
 from .requests import Resolution, ids_sha256, resolve
 
@@ -136,6 +141,7 @@ def plan(
     method: str = "auto",
     oracle: str = "auto",
     n_oracles: int = 8,
+    n_shadows: int = N_SHADOWS,
     budget: float = 120.0,
     retrain_budget: float = 30.0,
     attacks: Sequence[str] = DEFAULT_ATTACKS,
@@ -145,6 +151,8 @@ def plan(
         raise ValueError(f"oracle must be auto, yes or no, got {oracle!r}")
     if n_oracles < 2:
         raise ValueError(f"n_oracles must be >= 2 (the noise floor needs two), got {n_oracles}")
+    if n_shadows < 2:
+        raise ValueError(f"n_shadows must be >= 2 (each row's Gaussian needs two), got {n_shadows}")
     text = isinstance(data, TextData)
     share = 1 - len(resolution.split) / resolution.split.n
     once = None if train_seconds is None else train_seconds * share
@@ -178,7 +186,7 @@ def plan(
         )
         n_models, est = n_oracles, oracle_cost
     else:
-        shadow_cost = None if once is None else once * 0.5 * N_SHADOWS / speedup
+        shadow_cost = None if once is None else once * 0.5 * n_shadows / speedup
         reason = (
             "oracles were not requested"
             if oracle == "no"
@@ -189,9 +197,9 @@ def plan(
             )
         )
         if not text and recipe is not None and shadow_cost is not None and shadow_cost <= budget:
-            mode, n_models, est = "shadow", N_SHADOWS, shadow_cost
+            mode, n_models, est = "shadow", n_shadows, shadow_cost
             mode_why = (
-                f"{reason}; {N_SHADOWS} shadows on halves of the retained rows fit the budget (~{shadow_cost:.1f} s)"
+                f"{reason}; {n_shadows} shadows on halves of the retained rows fit the budget (~{shadow_cost:.1f} s)"
             )
         else:
             mode, n_models, est = "population", 0, 0.0
@@ -260,6 +268,7 @@ def forget(
     params: dict[str, Any] | None = None,
     oracle: str = "auto",
     n_oracles: int = 8,
+    n_shadows: int = N_SHADOWS,
     budget: float = 120.0,
     retrain_budget: float = 30.0,
     attacks: Sequence[str] = DEFAULT_ATTACKS,
@@ -278,6 +287,11 @@ def forget(
     model_dir, out = Path(model_dir), Path(out)
     if out.resolve() == model_dir.resolve():
         raise ValueError("--out must be a new folder: the input model's folder is never modified")
+    kind = G.detect(model_dir)
+    if kind is not None:
+        return _forget_guaranteed(
+            kind, model_dir, data, request, out, method, subject_column, request_id, data_source, show, started
+        )
     original, manifest = load_original(model_dir)
     fp, recorded_fp = check_fingerprint(manifest, data)
     subject_column = subject_column or manifest.get("subject")
@@ -300,6 +314,7 @@ def forget(
         method=method,
         oracle=oracle,
         n_oracles=n_oracles,
+        n_shadows=n_shadows,
         budget=budget,
         retrain_budget=retrain_budget,
         attacks=attacks,
@@ -336,12 +351,16 @@ def forget(
         assert recipe is not None
         oracles = _oracles(recipe, data, split, seed, the_plan.n_models, device)
         found += C.oracle_checks(oracles, ctx, the_plan.attacks)
-        frame = evaluate(result.model, data, split, oracle=oracles[:2], seed=seed, device=device).to_frame()
-        comparison = [C._finite(r) for r in frame.to_dict("records")]
+        if len(split) >= 2:  # the full table's loss attack needs two deleted rows
+            frame = evaluate(result.model, data, split, oracle=oracles[:2], seed=seed, device=device).to_frame()
+            comparison = [C._finite(r) for r in frame.to_dict("records")]
+        else:
+            the_plan.notes.append("the full comparison table is left out: its loss attack needs two deleted rows")
     else:
         if the_plan.mode == "shadow":
             assert recipe is not None
-            found += C.shadow_checks(_shadows(recipe, data, split, seed, device), ctx, the_plan.attacks)
+            shadows = _shadows(recipe, data, split, seed, the_plan.n_models, device)
+            found += C.shadow_checks(shadows, ctx, the_plan.attacks)
         found += C.population_checks(ctx, the_plan.attacks)
         found.append(C.utility_check(original, ctx))
     for c in found:
@@ -350,27 +369,13 @@ def forget(
     found += _integrity(split, fp, recorded_fp, the_plan.method, result)
     verdict = C.overall(found)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if out.parent.exists() else None))
+    tmp = _partial(out)
     try:
         result.save(tmp)
         _carry_over(model_dir, manifest, tmp, sorted({*earlier, *resolution.ids}))
-        folder_id = uuid.uuid4().hex
-        atomic_write_text(tmp / ledger.FOLDER_ID, folder_id + "\n")
-        atomic_write_text(
-            tmp / IDS,
-            json.dumps(
-                {"n": resolution.split.n, "ids": resolution.ids, "sha256": resolution.ids_sha256, "earlier": earlier}
-            ),
-        )
-        lines = previous or [
-            ledger.canonical(
-                ledger.make_entry(
-                    [], "genesis", {"model": model_hashes(model_dir)}, note=f"trained model {model_dir.name}"
-                )
-            )
-        ]
-        prev = ledger.entry_hash(lines[-1])
         before, after = model_hashes(model_dir), model_hashes(tmp)
+        lines = _chain(model_dir, previous, before)
+        prev = ledger.entry_hash(lines[-1])
         evidence = {
             "schema": SCHEMA,
             "request": {
@@ -410,31 +415,174 @@ def forget(
             "seconds": {"unlearn": unlearn_s, "checks": checks_s, "total": time.perf_counter() - started},
             "previous_entry": prev,
         }
-        evidence = C._finite(evidence)
-        atomic_write_text(tmp / EVIDENCE, json.dumps(evidence, indent=2))
-        from .html import render
-
-        atomic_write_text(tmp / HTML, render(evidence))
-        artifacts = {
-            "data_fingerprint": {"sha256": fp},
-            EVIDENCE: {"path": EVIDENCE, "sha256": ledger.sha256_file(tmp / EVIDENCE)},
-            "model_after": {"path": "model.safetensors", **after},
-            "model_before": before,
-            "resolved_ids": {"path": IDS, "sha256": ledger.sha256_file(tmp / IDS)},
-        }
-        entry = ledger.make_entry(
-            lines,
-            "forget",
-            artifacts,
-            request_id=evidence["request"]["id"],
-            verdict=verdict["overall"],
-            folder_id=folder_id,
+        evidence = _record(
+            tmp, out, evidence, lines, resolution, earlier, {"model_after": {"path": "model.safetensors", **after}}
         )
-        assert entry["prev"] == prev
-        ledger.write(tmp, [*lines, ledger.canonical(entry)])
-        if out.exists():
-            out.rmdir()  # checked empty above
-        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Bundle(out, evidence)
+
+
+def _partial(out: Path) -> Path:
+    """The hidden temporary folder beside ``out`` that a run writes into before renaming it."""
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if out.parent.exists() else None))
+
+
+def _chain(model_dir: Path, previous: list[bytes], before: dict[str, Any]) -> list[bytes]:
+    """The input's ledger lines, or a genesis entry for a model that has none."""
+    return previous or [
+        ledger.canonical(ledger.make_entry([], "genesis", {"model": before}, note=f"trained model {model_dir.name}"))
+    ]
+
+
+def _record(
+    tmp: Path,
+    out: Path,
+    evidence: dict[str, Any],
+    lines: list[bytes],
+    resolution: Resolution,
+    earlier: list[int],
+    model_artifacts: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the resolved ids, evidence.json/html and the ledger (the input's lines plus this request's
+    entry) into ``tmp``, then rename ``tmp`` to ``out``. Returns the evidence as written."""
+    folder_id = uuid.uuid4().hex
+    atomic_write_text(tmp / ledger.FOLDER_ID, folder_id + "\n")
+    atomic_write_text(
+        tmp / IDS,
+        json.dumps(
+            {"n": resolution.split.n, "ids": resolution.ids, "sha256": resolution.ids_sha256, "earlier": earlier}
+        ),
+    )
+    evidence = C._finite(evidence)
+    atomic_write_text(tmp / EVIDENCE, json.dumps(evidence, indent=2))
+    from .html import render
+
+    atomic_write_text(tmp / HTML, render(evidence))
+    artifacts = {
+        "data_fingerprint": {"sha256": evidence["data"]["fingerprint"]},
+        EVIDENCE: {"path": EVIDENCE, "sha256": ledger.sha256_file(tmp / EVIDENCE)},
+        "model_before": {k: v for k, v in evidence["model"]["before"].items() if k != "folder"},
+        "resolved_ids": {"path": IDS, "sha256": ledger.sha256_file(tmp / IDS)},
+        **model_artifacts,
+    }
+    entry = ledger.make_entry(
+        lines,
+        "forget",
+        artifacts,
+        request_id=evidence["request"]["id"],
+        verdict=evidence["verdict"]["overall"],
+        folder_id=folder_id,
+    )
+    assert entry["prev"] == evidence["previous_entry"]
+    ledger.write(tmp, [*lines, ledger.canonical(entry)])
+    if out.exists():
+        out.rmdir()  # checked empty before any work
+    os.replace(tmp, out)
+    return evidence
+
+
+def _forget_guaranteed(
+    kind: str,
+    model_dir: Path,
+    data: Data,
+    request: str,
+    out: Path,
+    method: str,
+    subject_column: str | None,
+    request_id: str | None,
+    data_source: dict[str, Any] | None,
+    show: Callable[[Resolution, Plan], None] | None,
+    started: float,
+) -> Bundle:
+    """``forget`` for a SISA ensemble or a certified-removal model (:mod:`obliviate.evidence.guarantee`):
+    the model's own deletion runs, and its guarantee is the check."""
+    name = {"sisa": "sisa", "certified": "certified-removal"}[kind]
+    if method not in ("auto", name):
+        raise ValueError(
+            f"{model_dir} is a {name} model: it forgets by its own exact or certified deletion (--method auto or "
+            f"{name}), not by {method!r}"
+        )
+    resolution = resolve(request, data, subject_column=subject_column)
+    earlier, n_alive = G.alive_count(kind, model_dir)
+    resolution = G._new_rows(resolution, earlier, n_alive)
+    existing = _out_ready(out, resolution.ids_sha256)
+    why = {
+        "sisa": "a SISA ensemble: the shards that held the rows are retrained without them (exact by construction)",
+        "certified": "a certified-removal model: a Newton step removes the rows within a certified (ε, δ) bound",
+    }[kind]
+    the_plan = Plan(
+        name, why, "guarantee", f"the model is {why}; the guarantee replaces the statistical checks", 0, 0.0, []
+    )
+    if show is not None:
+        show(resolution, the_plan)
+    if existing is not None:
+        return Bundle(out, existing, reused=True)
+    previous = ledger.read_lines(model_dir)
+    if previous and not ledger.verify(model_dir, check_artifacts=False).ok:
+        raise ValueError(
+            f"the input model's ledger ({model_dir / ledger.LEDGER}) does not verify: {ledger.verify(model_dir)}"
+        )
+    tmp = _partial(out)
+    try:
+        run = (G.forget_sisa if kind == "sisa" else G.forget_certified)(model_dir, data, resolution, tmp)
+        found: list[C.Check] = run["checks"]
+        fp, recorded = run["fingerprint"], run["recorded_fingerprint"]
+        found.insert(
+            0,
+            C.Check(
+                "data_fingerprint",
+                "Is the data the one the model was trained on?",
+                "integrity",
+                True,
+                {"stat": "fingerprint"},
+                {"rule": "equal"},
+                {"expected": recorded},
+                value=fp == recorded,
+                verdict="PASS" if fp == recorded else "FAIL",
+            ),
+        )
+        before = run["model_before"]
+        lines = _chain(model_dir, previous, before)
+        prev = ledger.entry_hash(lines[-1])
+        evidence = {
+            "schema": SCHEMA,
+            "request": {
+                "id": request_id or f"REQ-{resolution.ids_sha256[:8]}",
+                "text": resolution.request.text,
+                "received": ledger.now(),
+            },
+            "resolution": resolution.to_dict(),
+            "data": {
+                "fingerprint": fp,
+                "manifest_fingerprint": recorded,
+                "n_train": len(data.train),
+                "n_test": len(data.test),
+                **(data_source or {}),
+            },
+            "model": {"kind": kind, "before": {"folder": str(model_dir), **before}, "after": run["model_after"]},
+            "method": run["method"],
+            "checks_plan": the_plan.to_dict(),
+            "checks": [c.to_dict() for c in found],
+            "comparison": [],
+            "verdict": C.overall(found),
+            "residual_risk": _residual_risk(resolution, "retrain")
+            + (
+                [
+                    f"certified removal: the model is ({run['method']['params']['eps']:g}, "
+                    f"{run['method']['params']['delta']:g})-indistinguishable from one retrained without the rows, "
+                    "not identical to it"
+                ]
+                if run["method"]["class"] == "certified"
+                else []
+            ),
+            "environment": versions(),
+            "seconds": {"unlearn": run["method"]["seconds"], "checks": 0.0, "total": time.perf_counter() - started},
+            "previous_entry": prev,
+        }
+        model_artifacts = {"model_after": run["model_after"], **run["extra_artifacts"]}
+        evidence = _record(tmp, out, evidence, lines, resolution, run["earlier"], model_artifacts)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -488,13 +636,13 @@ def _oracles(recipe: Recipe, data: Data, split: Any, seed: int, n: int, device: 
     return train_ensemble(recipe, retain, seeds, device=device, progress=False).models()
 
 
-def _shadows(recipe: Recipe, data: Data, split: Any, seed: int, device: Any) -> list[nn.Module]:
+def _shadows(recipe: Recipe, data: Data, split: Any, seed: int, n: int, device: Any) -> list[nn.Module]:
     retain_ids = split.retain_ids
     g = torch.Generator().manual_seed(seed)
     halves = torch.stack(
-        [retain_ids[torch.randperm(len(retain_ids), generator=g)[: len(retain_ids) // 2]] for _ in range(N_SHADOWS)]
+        [retain_ids[torch.randperm(len(retain_ids), generator=g)[: len(retain_ids) // 2]] for _ in range(n)]
     )
-    seeds = ensemble_seeds(seed + 7919, N_SHADOWS)
+    seeds = ensemble_seeds(seed + 7919, n)
     return train_ensemble(recipe, data.train, seeds, subsets=halves, device=device, progress=False).models()
 
 
@@ -605,6 +753,8 @@ def verify(
     if ev.get("schema") != SCHEMA:
         raise ValueError(f"{evidence_path} is not an obliviate evidence file (schema {ev.get('schema')!r})")
     folder = Path(evidence_path).parent
+    if ev["model"].get("kind") in ("sisa", "certified"):
+        return _verify_guaranteed(Path(artifact), ev, folder)
     if (folder / ledger.LEDGER).exists():
         report = ledger.verify(folder)
         if not report.ok:
@@ -644,6 +794,24 @@ def verify(
     return Verification(Path(artifact), same, redone, C.overall(redone))
 
 
+def _verify_guaranteed(artifact: Path, ev: dict[str, Any], folder: Path) -> Verification:
+    """A SISA or certified model's guarantee holds for the files ``forget`` wrote: an artifact with the
+    same bytes keeps the recorded verdict; any other is refused (its weights are not what was certified)."""
+    report = ledger.verify(folder)
+    if not report.ok:
+        raise ValueError(f"the evidence's ledger does not verify: {report}")
+    kind, after = ev["model"]["kind"], ev["model"]["after"]
+    file = artifact / after["path"] if artifact.is_dir() else artifact
+    if not file.is_file():
+        raise ValueError(f"{artifact} holds no {after['path']}")
+    if ledger.sha256_file(file) != after["sha256"]:
+        raise ValueError(
+            f"{file} is not the {kind} model the evidence certifies (sha256 differs): its guarantee covers only the "
+            "model `obliviate forget` wrote, and another artifact of it cannot be re-checked"
+        )
+    return Verification(artifact, True, [C.Check.from_dict(c) for c in ev["checks"]], ev["verdict"])
+
+
 def open_data(model_dir: str | Path, data: str | Path | None = None) -> tuple[Data, dict[str, Any]]:
     """The data a saved model was trained on, and how it was read (for the evidence): a file read again
     with the run's options, encoder or tokenizer (``obliviate train --data``; ``data`` overrides the
@@ -652,6 +820,13 @@ def open_data(model_dir: str | Path, data: str | Path | None = None) -> tuple[Da
     from ..data.user import from_run
 
     folder = Path(model_dir)
+    kind = G.detect(folder)
+    if kind is not None and not (folder.is_dir() and (folder / "manifest.json").exists()):
+        if data is None:
+            raise ValueError(
+                f"{folder} is a {kind} model, which records no data file: pass --data (a .npz or built-in name)"
+            )
+        return ds.load(str(data)), {"source": {"kind": "dataset", "name": str(data)}}
     if not (folder / "manifest.json").exists():
         raise ValueError(f"{folder} has no manifest.json: pass a model folder written by obliviate train / forget")
     manifest = read_json(folder / "manifest.json")

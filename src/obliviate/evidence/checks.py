@@ -26,7 +26,9 @@ Rules (reference/evidence-and-ledger.md §4; thresholds are written into every c
 * ``extraction`` (text): share of forget rows whose greedy completion is verbatim ≤ the upper
   Wilson bound of that share on never-seen rows.
 * ``max_drop`` (utility without oracles): test accuracy at most ``max_drop`` below the original's.
-* ``guarantee`` / ``equal``: a recorded fact (exact retrain, SISA shard lists, a certified bound; a hash).
+* ``guarantee`` / ``equal``: a recorded fact (exact retrain, SISA shard lists; a hash).
+* ``certified_bound``: certified removal's gradient residual ≤ its accumulated bound ≤ the (ε, δ)
+  budget σε′/√(2 ln(1.5/δ′)), or a retrain with fresh noise (:mod:`obliviate.evidence.guarantee`).
 """
 
 from __future__ import annotations
@@ -323,6 +325,10 @@ def judge(check: Check, model: nn.Module, ctx: Context) -> Check:
         v = metric(model, ctx, p["metric"], attack)
         check.value = v
         check.verdict = "PASS" if v >= ref["original"] - t["max_drop"] else "FAIL"
+    elif rule == "certified_bound":
+        from .guarantee import certified_verdict
+
+        check.verdict = certified_verdict(check.value, t)
     elif rule in ("guarantee", "equal"):
         check.verdict = "PASS" if check.value in (True, ref.get("expected", True)) else "FAIL"
     else:

@@ -81,6 +81,11 @@ def _threshold(c: dict[str, Any]) -> str:
         return f"at most {t['max_drop']:g} below the original's {r['original']:.4g}"
     if rule == "equal":
         return "equal to the recorded value"
+    if rule == "certified_bound":
+        return (
+            f"gradient residual ≤ its accumulated bound ≤ the budget {t['budget']:.4g} for ε = {t['eps']:g}, "
+            f"δ = {t['delta']:g} (σ = {r.get('sigma', 0):g}), or a retrain with fresh noise"
+        )
     return "must hold"
 
 
@@ -136,6 +141,44 @@ def _mia_plot(checks: list[dict[str, Any]]) -> str | None:
     return _png(fig)
 
 
+def _guarantee_plot(ev: dict[str, Any]) -> str | None:
+    """SISA: per constituent, whether it held deleted rows and was retrained; certified: the bound
+    against the budget."""
+    kind = ev["model"].get("kind")
+    checks = {c["id"]: c for c in ev["checks"]}
+    if kind == "sisa" and "sisa_shards_retrained" in checks:
+        ref = checks["sisa_shards_retrained"]["reference"]
+        n = len(ev["model"]["after"]["constituents_tensors_sha256"])
+        held = {int(s) for s in ref["holding"]}
+        retrained = {int(s) for s in ref["retrained_from"]}
+        fig = Figure(figsize=(7.5, 0.4 * n + 1.2))
+        ax = fig.add_subplot()
+        for s in range(n):
+            color = "#1b7f3b" if s in retrained else "#bbb"
+            ax.barh(s, 1, color=color, edgecolor="#b3261e" if s in held else "#888", linewidth=2 if s in held else 1)
+            label = "held deleted rows: retrained" if s in held and s in retrained else "unchanged"
+            if s in held and s not in retrained:
+                label = "held deleted rows: NOT retrained"
+            ax.text(0.02, s, label, va="center", fontsize=8)
+        ax.set_yticks(range(n), [f"constituent {s}" for s in range(n)])
+        ax.set_xticks([])
+        ax.set_xlabel("SISA constituents (green: retrained without the rows)")
+        return _png(fig)
+    if kind == "certified" and "certified_bound" in checks:
+        c = checks["certified_bound"]
+        v, t = c["value"], c["threshold"]
+        fig = Figure(figsize=(7.5, 2.0))
+        ax = fig.add_subplot()
+        names = ["gradient residual", "accumulated bound", "budget"]
+        vals = [max(float(x), 1e-16) for x in (v["gradient_residual"], v["accumulated_bound"], t["budget"])]
+        ax.barh(range(3), vals, color=["#555", COLORS.get(c["verdict"], "#333"), "#cfe3d6"])
+        ax.set_yticks(range(3), names)
+        ax.set_xscale("log")
+        ax.set_xlabel("norm (log scale): certified while the bound stays within the budget")
+        return _png(fig)
+    return None
+
+
 def render(ev: dict[str, Any]) -> str:
     """The page for one evidence dict."""
     v = ev["verdict"]["overall"]
@@ -146,6 +189,12 @@ def render(ev: dict[str, Any]) -> str:
         "FAIL": "FAIL: at least one required check shows the data's effect is still there.",
         "INCONCLUSIVE": "INCONCLUSIVE: the checks that ran cannot decide; do not treat this as a pass.",
     }[v]
+    if v == "PASS" and plan["mode"] == "guarantee":
+        head = "PASS: the model's own guarantee holds (" + (
+            "its constituents were retrained without the data)."
+            if ev["model"].get("kind") == "sisa"
+            else "the removal is certified within its (ε, δ) bound)."
+        )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">",
@@ -192,6 +241,7 @@ def render(ev: dict[str, Any]) -> str:
     for title, img in (
         ("Each check's value against models retrained without the rows", _interval_plot(checks)),
         ("Per deleted row: this model's confidence against models that never saw it", _mia_plot(checks)),
+        ("The deletion guarantee", _guarantee_plot(ev)),
     ):
         if img:
             parts.append(f"<figure><img alt='{_e(title)}' src='{img}'><figcaption>{_e(title)}</figcaption></figure>")
