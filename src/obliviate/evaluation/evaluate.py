@@ -128,10 +128,14 @@ def outputs_of(
     device: torch.device | None = None,
     random_model: nn.Module | None = None,
     seed: int = 0,
+    forget_only: bool = False,
 ) -> Outputs:
-    """Run a model once over every evaluation view (test logits are shared by test/test_all)."""
+    """Run a model once over every evaluation view (test logits are shared by test/test_all);
+    ``forget_only``: the forget view alone (a relearning curve's points read nothing else)."""
     task = ClassificationTask(data.num_classes)
     views = split_views(data, split)
+    if forget_only:
+        views, random_model = {"forget": views["forget"]}, None
     cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     out = {}
     for name, ds in views.items():
@@ -321,10 +325,10 @@ def evaluate(
                 raise ValueError(f"{needy} are relative to the original model: pass original=")
         calibration = None if original is None else _calibration(_unwrap(original)[0], data, dev, cache)
 
-        def outputs(m: nn.Module, sp: ForgetSplit = split) -> AnyOutputs:
+        def outputs(m: nn.Module, sp: ForgetSplit = split, forget_only: bool = False) -> AnyOutputs:
             # probes and QA describe the dataset's own forget set: another split is scored without them
             d = data if sp is split else replace(data, probes={}, qa=None)
-            return sequence_outputs(m, d, sp, calibration=calibration, device=dev)
+            return sequence_outputs(m, d, sp, calibration=calibration, device=dev, forget_only=forget_only)
     else:
         if original is not None and not attack_list:
             raise ValueError(
@@ -332,8 +336,8 @@ def evaluate(
             )
         rand = random_model if random_model is not None else random_init_like(net, seed)
 
-        def outputs(m: nn.Module, sp: ForgetSplit = split) -> AnyOutputs:
-            return outputs_of(m, data, sp, device=dev, random_model=rand, seed=seed)
+        def outputs(m: nn.Module, sp: ForgetSplit = split, forget_only: bool = False) -> AnyOutputs:
+            return outputs_of(m, data, sp, device=dev, random_model=rand, seed=seed, forget_only=forget_only)
 
     def measured(m: nn.Module) -> tuple[AnyOutputs, dict[str, float]]:
         def compute() -> tuple[AnyOutputs, dict[str, float]]:
@@ -428,7 +432,7 @@ def _attacked(
     def before(m: nn.Module, measured: ForgetSplit) -> float:
         """The forget metric of the unattacked model on the rows the attack is measured on."""
         outs = known.get(id(m)) if measured is split else None
-        return float(primary.fn(outs if outs is not None else outputs(m, measured)))
+        return float(primary.fn(outs if outs is not None else outputs(m, measured, forget_only=True)))
 
     for attack in attacks:
         measured = attack.measured_split(data, split, seed)
@@ -438,7 +442,7 @@ def _attacked(
             curve: list[tuple[int, float]] = []
 
             def hook(step: int, net: nn.Module) -> None:
-                curve.append((step, float(primary.fn(outputs(net, measured)))))
+                curve.append((step, float(primary.fn(outputs(net, measured, forget_only=True)))))
 
             wants = isinstance(attack, Relearn) and attack.curve
             attacked, _ = attack.apply(m, data, split, task, seed=seed, on_checkpoint=hook if wants else None)

@@ -110,10 +110,16 @@ def sequence_outputs(
     *,
     calibration: Calibration | None = None,
     device: torch.device | None = None,
+    forget_only: bool = False,
 ) -> SequenceOutputs:
     """Score ``model`` on the forget rows, the retained rows, ``data.test``, the dataset's probes and
-    QA sets and its held-out text: everything the causal-LM rows of the catalogue read."""
+    QA sets and its held-out text: everything the causal-LM rows of the catalogue read.
+    ``forget_only``: the forget rows alone (a relearning curve's points read nothing else)."""
     views = {"forget": split.forget_set(data.train), "retain": split.retain_set(data.train), "test": data.test}
+    if forget_only:
+        f = sequence_scores(model, views["forget"], device=device)  # type: ignore[arg-type]
+        texts = {"forget": getattr(views["forget"], "texts", None)}
+        return SequenceOutputs({"forget": f}, texts, {}, None, math.nan, calibration)
     scores = {k: sequence_scores(model, v, device=device) for k, v in views.items()}  # type: ignore[arg-type]
     probes = {k: sequence_scores(model, v, device=device) for k, v in data.probes.items()}
     truth: np.ndarray | None = None
