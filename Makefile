@@ -40,6 +40,14 @@ setup: $(BIN)/python
 	else \
 		echo "bible-kjv: skipped (needs root: sudo apt-get install -y bible-kjv)"; \
 	fi
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium (browser tests of the report and evidence pages): present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
+		&& echo "chromium: installed" || echo "chromium: apt-get failed; the browser tests will be skipped"; \
+	else \
+		echo "chromium: skipped (needs root: sudo apt-get install -y chromium); the browser tests will be skipped"; \
+	fi
 
 demo: setup
 	$(BIN)/obliviate demo

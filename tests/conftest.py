@@ -45,3 +45,33 @@ def state_of(model):
 
 def same_state(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def open_in_chromium(path, screenshot=None):
+    """Open a local HTML file in headless Debian Chromium (Playwright drives it; nothing is downloaded):
+    returns (console errors, URLs requested, whether each <img> decoded, the page's text). Skips, with
+    the reason, where Chromium or Playwright is missing."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; make setup does it as root)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    errors, requests = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(path.as_uri())
+            decoded = page.evaluate(
+                "Promise.all([...document.images].map(i => i.decode().then(() => i.naturalWidth > 0, () => false)))"
+            )
+            text = page.inner_text("body")
+            if screenshot is not None:
+                page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    return errors, requests, decoded, text

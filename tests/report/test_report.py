@@ -100,3 +100,15 @@ def test_no_results_raises(tmp_path):
         build_report(tmp_path / "missing")
     with pytest.raises(ValueError, match="no bench results"):
         build_report(tmp_path)
+
+
+def test_report_in_a_real_browser(run_dir, page, tmp_path):
+    """The report as a reader gets it: no console errors, no request leaves the file, every plot decodes."""
+    from conftest import open_in_chromium
+
+    path = run_dir / "report.html"
+    errors, requests, decoded, text = open_in_chromium(path, tmp_path / "report.png")
+    assert not errors, errors
+    assert all(u == path.as_uri() or u.startswith("data:") for u in requests), requests
+    assert len(decoded) == page.count("<img") and all(decoded)
+    assert "finetune" in text and (tmp_path / "report.png").stat().st_size > 10_000
