@@ -263,6 +263,9 @@ def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histog
     assert 'alt="per-sequence MA"' in html and "<h3>Under attack</h3>" in html and 'alt="relearning curves"' in html
     curve = cells[0]["curves"]["relearn"]
     assert curve["steps"] == [0, 1, 2, 4, 8, 10] and len(curve["model"]) == len(curve["oracle"]) == 6
+    # a curve's points score the forget rows alone; its last point is the attack's full row
+    rows = {(r["metric"]): r for r in cells[0]["metrics"]}
+    assert curve["model"][-1] == pytest.approx(rows["relearn/forget_ma"]["value"])
     # attacked rows: every method and oracle B against oracle A under the same attack
     for row in ("relearn/forget_ma", "relearn/recovery", "quantize-int4/extraction_forget"):
         assert set(res.summary[res.summary.metric == row].method) == {"ga", "grad-diff", "npo", "simnpo", "oracle"}
