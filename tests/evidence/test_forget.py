@@ -22,7 +22,9 @@ REQUEST = "subject = 'u-4711'"
 @pytest.fixture(scope="module")
 def retrained(table_run, tmp_path_factory):
     _, data, model = table_run
-    return forget(model, data, REQUEST, tmp_path_factory.mktemp("f") / "retrain", method="retrain", n_oracles=5)
+    out = tmp_path_factory.mktemp("f") / "retrain"
+    # oracle="yes": the plan must not depend on how busy the machine was when the original trained
+    return forget(model, data, REQUEST, out, method="retrain", oracle="yes", n_oracles=5)
 
 
 def test_retrain_passes_and_the_evidence_has_every_field(retrained, table_run):
@@ -52,7 +54,7 @@ def test_retrain_passes_and_the_evidence_has_every_field(retrained, table_run):
 
 def test_doing_nothing_fails_where_the_model_fitted_the_rows(table_run, tmp_path):
     _, data, model = table_run
-    bundle = forget(model, data, REQUEST, tmp_path / "none", method="none", n_oracles=5, attacks=())
+    bundle = forget(model, data, REQUEST, tmp_path / "none", method="none", oracle="yes", n_oracles=5, attacks=())
     assert bundle.verdict == "FAIL"
     failed = bundle.evidence["verdict"]["failed"]
     assert "mia_lira_out" in failed
@@ -135,10 +137,10 @@ def test_an_interrupted_run_leaves_nothing_and_a_rerun_completes(table_run, tmp_
 
     monkeypatch.setattr(page, "render", crash)
     with pytest.raises(KeyboardInterrupt):
-        forget(model, data, "ids: 20, 21, 22", tmp_path / "out", oracle="no", attacks=())
+        forget(model, data, "ids: 20, 21, 22", tmp_path / "out", oracle="no", budget=0, attacks=())
     assert list(tmp_path.iterdir()) == []  # neither the folder nor a partial one
     monkeypatch.undo()
-    b = forget(model, data, "ids: 20, 21, 22", tmp_path / "out", oracle="no", attacks=())
+    b = forget(model, data, "ids: 20, 21, 22", tmp_path / "out", oracle="no", budget=0, attacks=())
     assert (b.folder / "evidence.html").exists() and verify_ledger(b.folder).ok
 
 
@@ -147,16 +149,19 @@ def test_cli_walkthrough_train_forget_ledger_verify(table_run, tmp_path):
     csv, _, _ = table_run
     runner = CliRunner()
     m, f1, f2 = (str(tmp_path / n) for n in ("m", "f1", "f2"))
-    train = ["train", "--data", str(csv), "--target", "churn", "--subject", "customer_id", "--out", m]
+    train = ["train", "--data", str(csv), "--target", "churn", "--subject", "customer_id", "--epochs", "10", "--out", m]
     assert runner.invoke(app, train).exit_code == 0
-    r = runner.invoke(app, ["forget", m, "--request", REQUEST, "--out", f1, "--oracles", "5"])
+    first = ["forget", m, "--request", REQUEST, "--out", f1, "--method", "retrain", "--oracle", "yes", "--oracles", "5"]
+    r = runner.invoke(app, first)
     assert r.exit_code == 0, r.output
     assert "matches 8 of" in r.output and "u-4711" in r.output  # the rows are shown before the work
     assert runner.invoke(app, ["ledger", "verify", f1]).exit_code == 0
     assert runner.invoke(app, ["verify", f1, "--evidence", f"{f1}/evidence.json"]).exit_code == 0
     second = ["forget", f1, "--request", "region = 'north' AND a > 1.5", "--out", f2, "--oracle", "no"]
-    r = runner.invoke(app, [*second, "--method", "retrain"])
+    r = runner.invoke(app, [*second, "--method", "retrain", "--shadows", "4", "--budget", "1e9"])
     assert r.exit_code in (0, 1, 3) and "verdict" in r.output, r.output  # oracle-free checks: any verdict
+    plan = json.loads((tmp_path / "f2" / "evidence.json").read_text())["checks_plan"]
+    assert plan["mode"] == "shadow" and plan["n_models"] == 4 and "4 shadows" in plan["why"]
     report = verify_ledger(f2)
     assert report.ok and report.entries == 3
     data, _ = open_data(f2)  # the data is read again from the manifest the forget folder carries
