@@ -86,6 +86,13 @@ ATTACK_METRICS = {
     ],
 }
 RECOVERY_OF = {Modality.CLASSIFICATION: "forget_acc", Modality.CAUSAL_LM: "forget_ma"}
+#: the views those rows read (None: all): an attacked LM is scored without probes, QA or perplexity
+ATTACK_VIEWS: dict[Modality, tuple[str, ...] | None] = {
+    Modality.CLASSIFICATION: None,
+    Modality.CAUSAL_LM: ("forget", "test"),
+}
+#: what the recovery metric (and a relearning curve's points) read
+FORGET_VIEW = ("forget",)
 
 
 def modality_of(data: Data, task: object | None = None, model: nn.Module | None = None) -> Modality:
@@ -128,21 +135,22 @@ def outputs_of(
     device: torch.device | None = None,
     random_model: nn.Module | None = None,
     seed: int = 0,
-    forget_only: bool = False,
+    views: tuple[str, ...] | None = None,
 ) -> Outputs:
     """Run a model once over every evaluation view (test logits are shared by test/test_all);
-    ``forget_only``: the forget view alone (a relearning curve's points read nothing else)."""
+    ``views``: only those (a relearning curve's points read the forget view alone)."""
     task = ClassificationTask(data.num_classes)
-    views = split_views(data, split)
-    if forget_only:
-        views, random_model = {"forget": views["forget"]}, None
+    every = split_views(data, split)
+    if views is not None:
+        every, random_model = {k: every[k] for k in views}, None
+    views_ = every
     cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     out = {}
-    for name, ds in views.items():
+    for name, ds in views_.items():
         if id(ds) not in cache:
             cache[id(ds)] = task.predict(model, ds, device=device)
         out[name] = cache[id(ds)]
-    rand = task.predict(random_model, views["forget"], device=device)[0] if random_model is not None else None
+    rand = task.predict(random_model, views_["forget"], device=device)[0] if random_model is not None else None
     return Outputs(out, rand, seed)
 
 
@@ -325,10 +333,10 @@ def evaluate(
                 raise ValueError(f"{needy} are relative to the original model: pass original=")
         calibration = None if original is None else _calibration(_unwrap(original)[0], data, dev, cache)
 
-        def outputs(m: nn.Module, sp: ForgetSplit = split, forget_only: bool = False) -> AnyOutputs:
+        def outputs(m: nn.Module, sp: ForgetSplit = split, only: tuple[str, ...] | None = None) -> AnyOutputs:
             # probes and QA describe the dataset's own forget set: another split is scored without them
             d = data if sp is split else replace(data, probes={}, qa=None)
-            return sequence_outputs(m, d, sp, calibration=calibration, device=dev, forget_only=forget_only)
+            return sequence_outputs(m, d, sp, calibration=calibration, device=dev, views=only)
     else:
         if original is not None and not attack_list:
             raise ValueError(
@@ -336,8 +344,8 @@ def evaluate(
             )
         rand = random_model if random_model is not None else random_init_like(net, seed)
 
-        def outputs(m: nn.Module, sp: ForgetSplit = split, forget_only: bool = False) -> AnyOutputs:
-            return outputs_of(m, data, sp, device=dev, random_model=rand, seed=seed, forget_only=forget_only)
+        def outputs(m: nn.Module, sp: ForgetSplit = split, only: tuple[str, ...] | None = None) -> AnyOutputs:
+            return outputs_of(m, data, sp, device=dev, random_model=rand, seed=seed, views=only)
 
     def measured(m: nn.Module) -> tuple[AnyOutputs, dict[str, float]]:
         def compute() -> tuple[AnyOutputs, dict[str, float]]:
@@ -432,7 +440,7 @@ def _attacked(
     def before(m: nn.Module, measured: ForgetSplit) -> float:
         """The forget metric of the unattacked model on the rows the attack is measured on."""
         outs = known.get(id(m)) if measured is split else None
-        return float(primary.fn(outs if outs is not None else outputs(m, measured, forget_only=True)))
+        return float(primary.fn(outs if outs is not None else outputs(m, measured, only=FORGET_VIEW)))
 
     for attack in attacks:
         measured = attack.measured_split(data, split, seed)
@@ -442,11 +450,12 @@ def _attacked(
             curve: list[tuple[int, float]] = []
 
             def hook(step: int, net: nn.Module) -> None:
-                curve.append((step, float(primary.fn(outputs(net, measured, forget_only=True)))))
+                curve.append((step, float(primary.fn(outputs(net, measured, only=FORGET_VIEW)))))
 
             wants = isinstance(attack, Relearn) and attack.curve
             attacked, _ = attack.apply(m, data, split, task, seed=seed, on_checkpoint=hook if wants else None)
-            return _model_values(rows, outputs(attacked, measured)), before(m, measured), curve
+            after = _model_values(rows, outputs(attacked, measured, only=ATTACK_VIEWS[modality]))
+            return after, before(m, measured), curve
 
         res = [memo(("attack", *tag, id(m)), m, partial(run, m)) for m in models]
         if res[0][2]:  # relearning curves: the forget metric against attack steps, from step 0

@@ -110,17 +110,19 @@ def sequence_outputs(
     *,
     calibration: Calibration | None = None,
     device: torch.device | None = None,
-    forget_only: bool = False,
+    views: tuple[str, ...] | None = None,
 ) -> SequenceOutputs:
     """Score ``model`` on the forget rows, the retained rows, ``data.test``, the dataset's probes and
-    QA sets and its held-out text: everything the causal-LM rows of the catalogue read.
-    ``forget_only``: the forget rows alone (a relearning curve's points read nothing else)."""
-    views = {"forget": split.forget_set(data.train), "retain": split.retain_set(data.train), "test": data.test}
-    if forget_only:
-        f = sequence_scores(model, views["forget"], device=device)  # type: ignore[arg-type]
-        texts = {"forget": getattr(views["forget"], "texts", None)}
-        return SequenceOutputs({"forget": f}, texts, {}, None, math.nan, calibration)
-    scores = {k: sequence_scores(model, v, device=device) for k, v in views.items()}  # type: ignore[arg-type]
+    QA sets and its held-out text: everything the causal-LM rows of the catalogue read. ``views``
+    (e.g. ``("forget", "test")``): only those of the forget/retain/test rows, and no probes, QA or
+    perplexity (an attacked model's rows and a relearning curve's points read nothing else)."""
+    sets = {"forget": split.forget_set(data.train), "retain": split.retain_set(data.train), "test": data.test}
+    if views is not None:
+        chosen = {k: sets[k] for k in views}
+        scores = {k: sequence_scores(model, v, device=device) for k, v in chosen.items()}  # type: ignore[arg-type]
+        texts = {k: getattr(v, "texts", None) for k, v in chosen.items()}
+        return SequenceOutputs(scores, texts, {}, None, math.nan, calibration)
+    scores = {k: sequence_scores(model, v, device=device) for k, v in sets.items()}  # type: ignore[arg-type]
     probes = {k: sequence_scores(model, v, device=device) for k, v in data.probes.items()}
     truth: np.ndarray | None = None
     if data.qa is not None:
@@ -128,7 +130,7 @@ def sequence_outputs(
         truth = truth_ratio(
             sequence_scores(model, para, device=device), [sequence_scores(model, p, device=device) for p in perturbed]
         )
-    texts = {k: getattr(v, "texts", None) for k, v in views.items()}
+    texts = {k: getattr(v, "texts", None) for k, v in sets.items()}
     return SequenceOutputs(
         scores, texts, probes, truth, perplexity(model, _perplexity_text(data), device=device), calibration
     )
