@@ -620,6 +620,9 @@ def forget_cmd(
     budget: float = typer.Option(120.0, help="seconds the checks may spend on retraining (oracle=auto)"),
     subject: str | None = typer.Option(None, help="the subject column (default: the one the model was trained with)"),
     request_id: str | None = typer.Option(None, help="your ticket id for the request (DSR-0142)"),
+    retrain_after: int | None = typer.Option(
+        None, help="policy: the N-th approximate request in a row is an exact retrain instead (drift bound)"
+    ),
     seed: int = 0,
     device: str | None = None,
 ) -> None:
@@ -645,6 +648,7 @@ def forget_cmd(
             data_source=source,
             device=device,
             show=_show_request,
+            retrain_after=retrain_after,
         )
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))

@@ -202,3 +202,26 @@ def test_evidence_page_in_a_real_browser(retrained, tmp_path):
     assert not errors, errors
     assert all(u == page_file.as_uri() or u.startswith("data:") for u in requests), requests
     assert torch.is_tensor(torch.zeros(1))
+
+
+def test_retrain_after_n_approximate_requests_is_an_exact_retrain(table_run, tmp_path):
+    """``retrain_after=2``: the first approximate request runs as asked, the second becomes an exact
+    retrain (on every row not yet deleted), the evidence says why, and the streak restarts at 0."""
+    from obliviate.io import read_json
+
+    _, data, model = table_run
+    kw = dict(oracle="no", attacks=(), retrain_after=2)
+    first = forget(model, data, "subject = 'u-1010'", tmp_path / "r1", method="none", **kw)
+    assert first.evidence["method"]["name"] == "none" and first.evidence["method"]["retrain_after"] == 2
+    assert read_json(tmp_path / "r1" / "manifest.json")["approximate_since_exact"] == 1
+    rows, _ = open_data(tmp_path / "r1")
+    second = forget(tmp_path / "r1", rows, "subject = 'u-1011'", tmp_path / "r2", method="none", **kw)
+    assert (
+        second.evidence["method"]["name"] == "retrain" and "policy: 1 approximate" in second.evidence["method"]["why"]
+    )
+    manifest = read_json(tmp_path / "r2" / "manifest.json")
+    assert manifest["approximate_since_exact"] == 0 and len(manifest["forgotten_ids"]) == 12
+    assert verify_ledger(tmp_path / "r2").ok
+    with pytest.raises(ValueError, match="retrain_after must be >= 1"):
+        forget(model, data, "subject = 'u-1010'", tmp_path / "r3", retrain_after=0)
+    assert not (tmp_path / "r3").exists()

@@ -145,8 +145,15 @@ def plan(
     budget: float = 120.0,
     retrain_budget: float = 30.0,
     attacks: Sequence[str] = DEFAULT_ATTACKS,
+    retrain_after: int | None = None,
+    approximate_so_far: int = 0,
 ) -> Plan:
-    """Choose the method (for ``auto``) and the kind of checks from the estimated costs."""
+    """Choose the method (for ``auto``) and the kind of checks from the estimated costs.
+    ``retrain_after=N``: the N-th approximate request in a row (``approximate_so_far`` before this one,
+    counted since the last exact deletion) is an exact retrain instead: approximate requests drift
+    from the oracle one after another (the randhie sequential-requests run shows it)."""
+    if retrain_after is not None and retrain_after < 1:
+        raise ValueError(f"retrain_after must be >= 1 (or None), got {retrain_after}")
     if oracle not in ("auto", "yes", "no"):
         raise ValueError(f"oracle must be auto, yes or no, got {oracle!r}")
     if n_oracles < 2:
@@ -170,6 +177,14 @@ def plan(
                 why += "; the request covers over 10% of the rows, where approximate methods drift from retraining"
     else:
         why = "chosen by the user"
+    if retrain_after is not None and method not in EXACT_METHODS and approximate_so_far + 1 >= retrain_after:
+        if recipe is None:
+            raise ValueError("--retrain-after needs the training recipe, and the model's manifest records none")
+        why = (
+            f"policy: {approximate_so_far} approximate request(s) since the last exact deletion, and retrain_after is "
+            f"{retrain_after}: exact retrain instead of {method} ({why})"
+        )
+        method = "retrain"
     if recipe is None and oracle == "yes":
         raise ValueError("oracles need the training recipe, and the model's manifest records none")
     oracle_cost = None if once is None else once * n_oracles / speedup
@@ -278,6 +293,7 @@ def forget(
     data_source: dict[str, Any] | None = None,
     device: str | torch.device | None = None,
     show: Callable[[Resolution, Plan], None] | None = None,
+    retrain_after: int | None = None,
 ) -> Bundle:
     """Resolve ``request`` on ``data``, unlearn it from the model in ``model_dir``, check the result and
     write the bundle to ``out`` (see the module docstring). ``show`` is called with the resolution and
@@ -318,6 +334,8 @@ def forget(
         budget=budget,
         retrain_budget=retrain_budget,
         attacks=attacks,
+        retrain_after=retrain_after,
+        approximate_so_far=int(manifest.get("approximate_since_exact", 0)),
     )
     if show is not None:
         show(resolution, the_plan)
@@ -372,7 +390,8 @@ def forget(
     tmp = _partial(out)
     try:
         result.save(tmp)
-        _carry_over(model_dir, manifest, tmp, sorted({*earlier, *resolution.ids}))
+        streak = 0 if result.method in EXACT_METHODS else int(manifest.get("approximate_since_exact", 0)) + 1
+        _carry_over(model_dir, manifest, tmp, sorted({*earlier, *resolution.ids}), streak)
         before, after = model_hashes(model_dir), model_hashes(tmp)
         lines = _chain(model_dir, previous, before)
         prev = ledger.entry_hash(lines[-1])
@@ -402,6 +421,7 @@ def forget(
                 "params": result.params,
                 "seed": seed,
                 "why": the_plan.method_why,
+                "retrain_after": retrain_after,
                 "seconds": unlearn_s,
                 "diverged": result.diverged,
                 "notes": result.notes,
@@ -609,10 +629,12 @@ def _without_earlier(resolution: Resolution, data: Data, earlier: list[int]) -> 
     return resolution, data.subset_train(alive), work
 
 
-def _carry_over(model_dir: Path, manifest: dict[str, Any], folder: Path, forgotten: list[int]) -> None:
+def _carry_over(
+    model_dir: Path, manifest: dict[str, Any], folder: Path, forgotten: list[int], approximate_streak: int = 0
+) -> None:
     """Give the new model folder what the next request needs: how to read the data again (the data
-    entry, the table encoder or tokenizer), the training recipe (oracles are retrained with it) and
-    every row deleted so far."""
+    entry, the table encoder or tokenizer), the training recipe (oracles are retrained with it), every
+    row deleted so far and how many approximate requests ran since the last exact one (``retrain_after``)."""
     from ..data.user import ENCODER_FILE, TOKENIZER_DIR
     from ..io import write_json
 
@@ -621,6 +643,7 @@ def _carry_over(model_dir: Path, manifest: dict[str, Any], folder: Path, forgott
         if key in manifest:
             new.setdefault(key, manifest[key])
     new["forgotten_ids"] = forgotten
+    new["approximate_since_exact"] = approximate_streak
     write_json(folder / "manifest.json", new)
     if (model_dir / ENCODER_FILE).exists():
         shutil.copy2(model_dir / ENCODER_FILE, folder / ENCODER_FILE)
