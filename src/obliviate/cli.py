@@ -405,6 +405,9 @@ def report_cmd(
 @app.command()
 def detect(
     dataset: str = typer.Option("digits", help="digits, fashion-mnist, breast-cancer, wine or a .npz file"),
+    data: Path | None = typer.Option(
+        None, help="your data instead: a model folder from `obliviate train --data` (its data) or a data file"
+    ),
     noise: float = typer.Option(
         0.0,
         help="inject this fraction of symmetric label noise first (a demo with "
@@ -420,19 +423,31 @@ def detect(
     folds: int = typer.Option(5, help="cross-validation folds for out-of-sample probabilities"),
     top: int = typer.Option(15, help="rows to print"),
     out: Path | None = typer.Option(None, help="CSV of every finding (id first: a forget list)"),
+    kind: str = typer.Option("all", help="what --out lists: all, label (label issues) or outlier"),
     seed: int = typer.Option(0),
 ) -> None:
     """Find label issues (cleanlab, cross-validated) and memorized outliers: the data worth forgetting."""
     import obliviate as ob
     from obliviate.evaluation.detect import detect_and_unlearn, inject_label_noise
 
-    data = ob.datasets.load(dataset)
-    recipe = ob.Recipe.default_for(data)
+    kinds = {"all": None, "label": "label issue", "outlier": "outlier"}
+    if kind not in kinds:
+        _fail(f"--kind must be one of {sorted(kinds)}, got {kind!r}")
+    if data is not None:
+        from obliviate.evidence import open_data
+
+        try:
+            loaded = open_data(data)[0] if (data / "manifest.json").exists() else ob.datasets.from_file(data)
+        except (ValueError, FileNotFoundError) as e:
+            _fail(str(e))
+    else:
+        loaded = ob.datasets.load(dataset)
+    recipe = ob.Recipe.default_for(loaded)
     if unlearn is not None:
         if not noise:
             _fail("--unlearn needs --noise: without injected noise there is no clean oracle to prove against")
         params = _parse_params(param) or ({"epochs": 5, "lr": 1e-3} if unlearn == "finetune" else {})
-        r = detect_and_unlearn(data, recipe, noise=noise, method=unlearn, seed=seed, **params)
+        r = detect_and_unlearn(loaded, recipe, noise=noise, method=unlearn, seed=seed, **params)
         console.print(
             f"injected {r['injected']} wrong labels ({100 * noise:g}%); flagged {r['flagged']}: "
             f"precision {r['precision']:.2f}, recall {r['recall']:.2f} ({r['detect_seconds']:.1f} s)"
@@ -449,9 +464,9 @@ def detect(
         console.print(table)
         console.print(f"unlearning took {r['unlearn_seconds']:.2f} s; training {r['train_seconds']:.2f} s")
         return
-    train, injected = data.train, None
+    train, injected = loaded.train, None
     if noise:
-        train, injected = inject_label_noise(data.train, noise, data.num_classes, seed=seed)
+        train, injected = inject_label_noise(loaded.train, noise, loaded.num_classes, seed=seed)
     model = ob.train(recipe, train, seed=seed)
     found = ob.detect(train, recipe, model=model, folds=folds, outlier_fraction=outliers, seed=seed)
     t = found.table
@@ -472,10 +487,12 @@ def detect(
         table.add_row(str(r.id), r.kind, f"{r.score:.2f}", str(r.given_label), str(r.suggested_label), r.why)
     console.print(table)
     if out is not None:
-        found.save(out)
+        from obliviate.io import atomic_write_text
+
+        listed = t if kinds[kind] is None else t[t.kind == kinds[kind]]
+        atomic_write_text(out, listed.to_csv(index=False))
         console.print(
-            f"findings: {out}; to forget them: cut -d, -f1 {out} | tail -n +2 > ids.txt && "
-            "obliviate unlearn MODEL --forget-ids ids.txt ..."
+            f"findings: {out} ({len(listed)}); to forget them: obliviate forget MODEL --request 'ids: @{out}' ..."
         )
 
 

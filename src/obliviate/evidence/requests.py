@@ -3,7 +3,7 @@
 A request is one string:
 
 * ``ids: 3, 17, 40`` (training-set positions) or ``ids: @file.txt`` (positions in a file, separated
-  by spaces, commas or newlines);
+  by spaces, commas or newlines, or the ``id`` column of a CSV such as ``obliviate detect --out``);
 * ``subject = 'u-4711'`` or ``subject IN ('u-4711', 'u-4712')``: every row of those people, matched
   exactly against the data's subject column (values are compared, never spliced into SQL);
 * ``entity: 'Adam Smith'``: every text row that contains the string (case-insensitive); rows that
@@ -100,6 +100,10 @@ def _ids(arg: str, text: str) -> list[int]:
         if not path.exists():
             raise ValueError(f"request {text!r}: id file {path} does not exist")
         source = path.read_text()
+        first = source.split("\n", 1)[0].split(",")
+        if "id" in [c.strip() for c in first]:  # a CSV with an id column (obliviate detect --out writes one)
+            col = [c.strip() for c in first].index("id")
+            source = "\n".join(line.split(",")[col] for line in source.split("\n")[1:] if line.strip())
     tokens = [t for t in re.split(r"[\s,]+", source) if t]
     try:
         return [int(t) for t in tokens]
