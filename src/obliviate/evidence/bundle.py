@@ -29,7 +29,6 @@ deletion instead, and their guarantee replaces these checks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -58,6 +57,7 @@ from ..train.recipe import Recipe
 from . import checks as C
 from . import guarantee as G
 from . import ledger
+from .ledger import tensors_sha256
 from .requests import Resolution, ids_sha256, resolve
 
 SCHEMA = "obliviate.evidence/1"
@@ -68,17 +68,6 @@ EXACT_METHODS = ("retrain",)
 RELEARN_MIN_ROWS = 5
 MLP_ENSEMBLE_SPEEDUP = 4.0
 N_SHADOWS = 16
-
-
-def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over (name, dtype, shape, bytes) of every tensor, sorted by name: the same weights
-    hash the same whichever file format or key order holds them."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def model_hashes(folder: Path) -> dict[str, str]:

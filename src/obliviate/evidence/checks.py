@@ -326,8 +326,6 @@ def judge(check: Check, model: nn.Module, ctx: Context) -> Check:
         check.value = v
         check.verdict = "PASS" if v >= ref["original"] - t["max_drop"] else "FAIL"
     elif rule == "certified_bound":
-        from .guarantee import certified_verdict
-
         check.verdict = certified_verdict(check.value, t)
     elif rule in ("guarantee", "equal"):
         check.verdict = "PASS" if check.value in (True, ref.get("expected", True)) else "FAIL"
@@ -478,3 +476,12 @@ def utility_check(original: nn.Module, ctx: Context) -> Check:
         {"rule": "max_drop", "max_drop": MAX_UTILITY_DROP},
         {"original": metric(original, ctx, um)},
     )
+
+
+def certified_verdict(value: dict[str, Any], threshold: dict[str, Any]) -> str:
+    """PASS iff the model was retrained with fresh noise (exact), or the gradient residual is within the
+    accumulated bound and that bound within the budget."""
+    if value.get("retrained"):
+        return "PASS"
+    ok = value["gradient_residual"] <= value["accumulated_bound"] * (1 + 1e-9) + 1e-12
+    return "PASS" if ok and value["accumulated_bound"] <= threshold["budget"] else "FAIL"

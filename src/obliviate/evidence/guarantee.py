@@ -35,8 +35,8 @@ import torch
 from ..data.datasets import ArrayDataset, Data
 from ..data.splits import ForgetSplit
 from ..io import read_json
-from .checks import Check
-from .ledger import sha256_file
+from .checks import Check, certified_verdict
+from .ledger import sha256_file, tensors_sha256
 from .requests import Resolution, ids_sha256
 
 SISA_META, SISA_WEIGHTS = "sisa.json", "checkpoints.safetensors"
@@ -189,15 +189,6 @@ def certified_checks(removal: Any, model: Any, forgotten: list[int]) -> list[Che
     return [bound, absent]
 
 
-def certified_verdict(value: dict[str, Any], threshold: dict[str, Any]) -> str:
-    """PASS iff the model was retrained with fresh noise (exact), or the gradient residual is within the
-    accumulated bound and that bound within the budget."""
-    if value.get("retrained"):
-        return "PASS"
-    ok = value["gradient_residual"] <= value["accumulated_bound"] * (1 + 1e-9) + 1e-12
-    return "PASS" if ok and value["accumulated_bound"] <= threshold["budget"] else "FAIL"
-
-
 # ---- running a request -----------------------------------------------------------------------------------
 def _new_rows(resolution: Resolution, earlier: set[int], n_alive: int) -> Resolution:
     """The request's rows not deleted earlier (the resolution's hash then covers those only)."""
@@ -232,7 +223,6 @@ def load_sisa(folder: Path, data: Data) -> tuple[Any, list[str], str, str | None
     """The ensemble, its constituents' tensor hashes, the data's fingerprint and the recorded one
     (a mismatch is an error: this is not the data the ensemble was fitted on)."""
     from ..exact import SISA
-    from .bundle import tensors_sha256
 
     meta = read_json(folder / SISA_META)
     recorded = meta.get("dataset_fingerprint")
@@ -263,7 +253,6 @@ def forget_sisa(folder: Path, data: Data, resolution: Resolution, tmp_model: Pat
     acc_before = _accuracy(sisa.predict_proba(x_test), None, y_test)
     deletion = sisa.delete(ids)
     sisa.save(tmp_model)
-    from .bundle import tensors_sha256
 
     after = [tensors_sha256(sisa.checkpoints[s][-1]["model"]) for s in range(sisa.shards)]
     written = read_json(tmp_model / SISA_META)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import rfc8785
+import torch
 
 LEDGER = "ledger.jsonl"
 DOMAIN = b"obliviate/ledger/v1\x00"
@@ -197,3 +198,14 @@ FOLDER_ID = ".obliviate-folder"
 def _folder_id(folder: Path) -> str | None:
     f = folder / FOLDER_ID
     return f.read_text().strip() if f.exists() else None
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of every tensor, sorted by name: the same weights
+    hash the same whichever file format or key order holds them."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
