@@ -28,6 +28,17 @@ def _summary(results_dir: Path) -> tuple[pd.DataFrame | None, str]:
     return None, ""
 
 
+def _composite_of(results_dir: Path, manifest: dict) -> str:
+    """The run's composite: from its manifest, else (a run cut short) from its config.yaml, else avg_gap."""
+    found = manifest.get("config", {}).get("composite")
+    if not found and (results_dir / "config.yaml").exists():
+        import yaml
+
+        raw = yaml.safe_load((results_dir / "config.yaml").read_text())
+        found = raw.get("composite") if isinstance(raw, dict) else None
+    return str(found or "avg_gap")
+
+
 def build_report(results_dir: str | Path, out: str | Path | None = None, *, composite: str | None = None) -> Path:
     """Write the HTML report of a bench run and return its path.
 
@@ -44,7 +55,7 @@ def build_report(results_dir: str | Path, out: str | Path | None = None, *, comp
         )
     manifest_path = results_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
-    composite = composite or manifest.get("config", {}).get("composite") or "avg_gap"
+    composite = composite or _composite_of(results_dir, manifest)
     out = Path(out) if out is not None else results_dir / "report.html"
     atomic_write_text(out, render(summary, cells, manifest, composite, note=note))
     return out
@@ -79,7 +90,7 @@ def markdown(results_dir: str | Path, *, composite: str | None = None, metrics: 
     if summary is None or summary.empty:
         raise ValueError(f"{results_dir} holds no bench results")
     manifest = read_json(results_dir / "manifest.json") if (results_dir / "manifest.json").exists() else {}
-    composite = composite or manifest.get("config", {}).get("composite") or "avg_gap"
+    composite = composite or _composite_of(results_dir, manifest)
     if metrics is None:
         present = set(summary["metric"])
         metrics = next((cols for cols in MARKDOWN_METRICS if cols[0] in present), MARKDOWN_METRICS[0])
@@ -130,7 +141,7 @@ def attack_markdown(results_dir: str | Path, *, composite: str | None = None) ->
     if summary is None or summary.empty:
         raise ValueError(f"{results_dir} holds no bench results")
     manifest = read_json(results_dir / "manifest.json") if (results_dir / "manifest.json").exists() else {}
-    composite = composite or manifest.get("config", {}).get("composite") or "avg_gap"
+    composite = composite or _composite_of(results_dir, manifest)
     out = []
     for (dataset, forget), sec in summary.groupby(["dataset", "forget"], sort=False):
         rec = [m for m in dict.fromkeys(sec["metric"]) if m.endswith(ATTACK_SEP + "recovery")]
