@@ -33,7 +33,8 @@ def test_every_lm_method_conforms_on_a_tiny_gpt(method):
 def test_check_method_covers_the_modalities_a_method_declares():
     from obliviate.testing import _architectures
 
-    assert _architectures(ob.methods.get("scrub")) == ("mlp", "cnn")
+    assert _architectures(ob.methods.get("ssd")) == ("mlp", "cnn")
+    assert _architectures(ob.methods.get("scrub")) == ("mlp", "cnn", "denoiser")  # it runs on denoisers too
     assert _architectures(ob.methods.get("npo")) == ("mlp", "cnn", "gpt")
     assert _architectures(ob.methods.get("rmu")) == ("gpt",)
 
