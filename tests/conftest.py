@@ -47,10 +47,10 @@ def same_state(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def open_in_chromium(path, screenshot=None):
+def open_in_chromium(path, screenshot=None, text_of="body"):
     """Open a local HTML file in headless Debian Chromium (Playwright drives it; nothing is downloaded):
     returns (console errors, URLs requested, whether each <img> decoded, the page's text). Skips, with
-    the reason, where Chromium or Playwright is missing."""
+    the reason, where Chromium or Playwright is missing. ``text_of``: the element whose text is returned."""
     import shutil
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -69,7 +69,7 @@ def open_in_chromium(path, screenshot=None):
             decoded = page.evaluate(
                 "Promise.all([...document.images].map(i => i.decode().then(() => i.naturalWidth > 0, () => false)))"
             )
-            text = page.inner_text("body")
+            text = page.inner_text(text_of)
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=True)
         finally:

@@ -7,7 +7,6 @@ import shutil
 from dataclasses import replace
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from obliviate.cli import app
@@ -177,31 +176,14 @@ def test_cli_walkthrough_train_forget_ledger_verify(table_run, tmp_path):
 
 
 def test_evidence_page_in_a_real_browser(retrained, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    from conftest import open_in_chromium
+
     page_file = retrained.folder / "evidence.html"
-    errors, requests = [], []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_file.as_uri())
-            assert "PASS" in page.inner_text("#verdict")
-            decoded = page.evaluate(
-                "Promise.all([...document.images].map(i => i.decode().then(() => i.naturalWidth > 0, () => false)))"
-            )
-            page.screenshot(path=str(tmp_path / "evidence.png"), full_page=True)
-        finally:
-            browser.close()
+    errors, requests, decoded, verdict = open_in_chromium(page_file, tmp_path / "evidence.png", text_of="#verdict")
+    assert "PASS" in verdict
     assert decoded and all(decoded), "every plot must be an image that decodes"
     assert not errors, errors
     assert all(u == page_file.as_uri() or u.startswith("data:") for u in requests), requests
-    assert torch.is_tensor(torch.zeros(1))
 
 
 def test_retrain_after_n_approximate_requests_is_an_exact_retrain(table_run, tmp_path):
