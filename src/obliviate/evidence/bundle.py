@@ -385,20 +385,7 @@ def forget(
         lines = _chain(model_dir, previous, before)
         prev = ledger.entry_hash(lines[-1])
         evidence = {
-            "schema": SCHEMA,
-            "request": {
-                "id": request_id or f"REQ-{resolution.ids_sha256[:8]}",
-                "text": resolution.request.text,
-                "received": ledger.now(),
-            },
-            "resolution": resolution.to_dict(),
-            "data": {
-                "fingerprint": fp,
-                "manifest_fingerprint": recorded_fp,
-                "n_train": len(data.train),
-                "n_test": len(data.test),
-                **(data_source or {}),
-            },
+            **_evidence_head(request_id, resolution, data, fp, recorded_fp, data_source),
             "model": {
                 "before": {"folder": str(model_dir), **before},
                 "after": {"path": "model.safetensors", **after},
@@ -443,6 +430,33 @@ def _chain(model_dir: Path, previous: list[bytes], before: dict[str, Any]) -> li
     return previous or [
         ledger.canonical(ledger.make_entry([], "genesis", {"model": before}, note=f"trained model {model_dir.name}"))
     ]
+
+
+def _evidence_head(
+    request_id: str | None,
+    resolution: Resolution,
+    data: Data,
+    fp: str,
+    recorded: str | None,
+    data_source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What every evidence.json opens with: the schema, the request as asked, what it matched, the data."""
+    return {
+        "schema": SCHEMA,
+        "request": {
+            "id": request_id or f"REQ-{resolution.ids_sha256[:8]}",
+            "text": resolution.request.text,
+            "received": ledger.now(),
+        },
+        "resolution": resolution.to_dict(),
+        "data": {
+            "fingerprint": fp,
+            "manifest_fingerprint": recorded,
+            "n_train": len(data.train),
+            "n_test": len(data.test),
+            **(data_source or {}),
+        },
+    }
 
 
 def _record(
@@ -556,20 +570,7 @@ def _forget_guaranteed(
         lines = _chain(model_dir, previous, before)
         prev = ledger.entry_hash(lines[-1])
         evidence = {
-            "schema": SCHEMA,
-            "request": {
-                "id": request_id or f"REQ-{resolution.ids_sha256[:8]}",
-                "text": resolution.request.text,
-                "received": ledger.now(),
-            },
-            "resolution": resolution.to_dict(),
-            "data": {
-                "fingerprint": fp,
-                "manifest_fingerprint": recorded,
-                "n_train": len(data.train),
-                "n_test": len(data.test),
-                **(data_source or {}),
-            },
+            **_evidence_head(request_id, resolution, data, fp, recorded, data_source),
             "model": {"kind": kind, "before": {"folder": str(model_dir), **before}, "after": run["model_after"]},
             "method": run["method"],
             "checks_plan": the_plan.to_dict(),
