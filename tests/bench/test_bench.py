@@ -235,8 +235,9 @@ def test_a_changed_config_in_the_same_folder_reports_only_its_own_cells(tmp_path
 def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histograms(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """benchmarks/lm-quick.yaml: tiny-GPT originals and oracles (seeds s and floor_seed(s)), four LM methods,
-    each cell ob.evaluate's per-sequence report; the report draws the MA histograms."""
+    """benchmarks/lm-quick.yaml: tiny-GPT originals and oracles (seeds s and floor_seed(s)), five LM methods
+    (idk writes refusals with the scenario tokenizer the grid hands it), each cell ob.evaluate's
+    per-sequence report; the report draws the MA histograms."""
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from obliviate.bench.jobs import _model, data_of
@@ -245,7 +246,8 @@ def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histog
     from obliviate.report import build_report
 
     res = run(ROOT / "benchmarks" / "lm-quick.yaml", tmp_path / "lm", progress=False)
-    assert res.computed == 2 * 5 and set(res.summary.method) == {"ga", "grad-diff", "npo", "simnpo", "oracle"}
+    methods = {"ga", "grad-diff", "npo", "simnpo", "idk", "oracle"}
+    assert res.computed == 2 * 6 and set(res.summary.method) == methods
     seeds = {ob.io.read_json(Path(p) / "manifest.json")["seed"] for g in res.groups for p in g.oracles}
     assert seeds == {0, 1, floor_seed(0), floor_seed(1)}
     s = res.summary.set_index(["method", "metric"])
@@ -268,11 +270,11 @@ def test_lm_quick_grid_judges_language_models_per_sequence_and_reports_ma_histog
     assert curve["model"][-1] == pytest.approx(rows["relearn/forget_ma"]["value"])
     # attacked rows: every method and oracle B against oracle A under the same attack
     for row in ("relearn/forget_ma", "relearn/recovery", "quantize-int4/extraction_forget"):
-        assert set(res.summary[res.summary.metric == row].method) == {"ga", "grad-diff", "npo", "simnpo", "oracle"}
+        assert set(res.summary[res.summary.metric == row].method) == methods
     from obliviate.bench.presets import lm_tables
 
     seq, entity, relearn = lm_tables(res.summary)
-    labels = ["oracle A (retrain)", "oracle B (floor)", "ga", "grad-diff", "npo", "simnpo"]
+    labels = ["oracle A (retrain)", "oracle B (floor)", "ga", "grad-diff", "npo", "simnpo", "idk"]
     assert [r[0] for r in seq[2]] == labels and [r[0] for r in relearn[2]] == labels
     ref = s.loc[("ga", "forget_ma"), "oracle"]
     ga_row = seq[2][2]
