@@ -113,3 +113,21 @@ def test_needs_a_memorization_ranking_and_a_heldout_set(digits, original, random
         progress=False,
     )
     assert res.params["epochs"] == 1
+
+
+def test_a_mixed_forget_set_calibrates_on_the_classes_that_stay(monkeypatch, digits, original):
+    """A whole class plus a few other rows: the class gets no mass, the others the held-out
+    confidences of the validation rows outside that class."""
+    whole = torch.nonzero(digits.train.y == 3).flatten()
+    others = torch.nonzero(digits.train.y != 3).flatten()[:30]
+    split = ob.ForgetSplit(torch.cat([whole, others]).sort().values, len(digits.train), kind="ids", classes=(3,))
+    _, q, _ = targets_of(monkeypatch, original, digits, split, epochs=1)
+    y = digits.train.y[split.forget_ids]
+    assert q[:, 3].abs().max() == 0 and torch.allclose(q.sum(-1), torch.ones(len(q)), atol=1e-5)
+    c = q[y != 3][torch.arange(int((y != 3).sum())), y[y != 3]]
+    logits, vy = TASK.predict(original, digits.val)
+    probs = logits.masked_fill(torch.arange(10) == 3, float("-inf")).softmax(-1)
+    val_conf = probs[torch.arange(len(vy)), vy][vy != 3]
+    assert c.min() >= val_conf.min() - 1e-6 and c.max() <= val_conf.max() + 1e-6
+    expected = np.quantile(val_conf.double().numpy(), np.linspace(0, 1, len(c)))
+    assert np.allclose(np.sort(c.numpy()), expected, atol=1e-5)

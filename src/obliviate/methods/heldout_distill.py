@@ -131,14 +131,23 @@ class HeldoutDistill(Method["HeldoutDistill.Params"]):
             raise ValueError("heldout-distill needs a held-out set for random forgetting: pass val= (e.g. data.val)")
         v_logits, v_y = ctx.task.predict(ctx.original, ctx.val, device=ctx.device)
         v_conf = _masked_log_softmax(v_logits, keep).exp()[torch.arange(len(v_y)), v_y]
-        mem = memorized[ctx.split.forget_ids]
-        rank = (-mem).argsort().argsort().double() / max(len(mem) - 1, 1)  # 0 = most memorized
-        conf = torch.quantile(v_conf.double(), rank).float() * keep[y].float()
-        rows = torch.arange(len(y))
-        others[rows, y] = 0.0
-        others = others / others.sum(-1, keepdim=True).clamp_min(1e-12)
-        q = others * (1 - conf)[:, None]
-        q[rows, y] = conf
+        v_conf = v_conf[keep[v_y]]  # held-out rows of a forgotten class say nothing about the others
+        if len(v_conf) == 0:
+            raise ValueError("val= has no examples of the classes that stay: cannot calibrate the forget targets")
+        # rank the rows of the classes that stay among themselves (0 = most memorized); rows of a
+        # forgotten class keep the remaining classes' distribution, with no mass on their label
+        stay = keep[y]
+        mem = memorized[ctx.split.forget_ids][stay]
+        rank = (-mem).argsort().argsort().double() / max(len(mem) - 1, 1)
+        conf = torch.zeros(len(y))
+        conf[stay] = torch.quantile(v_conf.double(), rank).float()
+        rows = torch.arange(len(y))[stay]
+        spread = others[stay]
+        spread[torch.arange(len(rows)), y[stay]] = 0.0
+        spread = spread / spread.sum(-1, keepdim=True).clamp_min(1e-12)
+        q = others.clone()
+        q[stay] = spread * (1 - conf[stay])[:, None]
+        q[rows, y[stay]] = conf[stay]
         return q, keep
 
 
