@@ -207,3 +207,15 @@ def test_retrain_after_n_approximate_requests_is_an_exact_retrain(table_run, tmp
     with pytest.raises(ValueError, match="retrain_after must be >= 1"):
         forget(model, data, "subject = 'u-1010'", tmp_path / "r3", retrain_after=0)
     assert not (tmp_path / "r3").exists()
+
+
+def test_auto_runs_heldout_distill_on_a_classifier_with_its_training_log(table_run, tmp_path):
+    """Over the retrain budget, ``auto`` picks heldout-distill where the log covers the rows and the
+    data has a validation part, and neggrad+ where not."""
+    _, data, model = table_run
+    with_val = data.with_validation(0.5, seed=0)
+    b = forget(model, with_val, REQUEST, tmp_path / "a", method="auto", retrain_budget=0, oracle="no", attacks=())
+    assert b.evidence["method"]["name"] == "heldout-distill" and "approximate" in b.evidence["method"]["why"]
+    assert data.val is None
+    b = forget(model, data, REQUEST, tmp_path / "b", method="auto", retrain_budget=0, oracle="no", attacks=())
+    assert b.evidence["method"]["name"] == "neggrad+"

@@ -131,3 +131,11 @@ def test_a_mixed_forget_set_calibrates_on_the_classes_that_stay(monkeypatch, dig
     assert c.min() >= val_conf.min() - 1e-6 and c.max() <= val_conf.max() + 1e-6
     expected = np.quantile(val_conf.double().numpy(), np.linspace(0, 1, len(c)))
     assert np.allclose(np.sort(c.numpy()), expected, atol=1e-5)
+
+
+def test_a_training_log_of_other_rows_is_refused(digits, original, random_split):
+    """After rows were deleted, the log's events no longer line up with the training set."""
+    fewer = digits.subset_train(torch.arange(len(digits.train) - 5))
+    split = ob.ForgetSplit.random(fewer.train, fraction=0.1, seed=0)
+    with pytest.raises(ValueError, match="training log describes"):
+        ob.unlearn(original, fewer.train, split, method="heldout-distill", val=fewer.val, progress=False)

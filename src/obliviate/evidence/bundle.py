@@ -12,6 +12,9 @@ same request, returns it). The input folder is never written to.
 is estimated to cost at most ``retrain_budget`` seconds (the original's recorded training time ×
 the retained share); otherwise ``npo`` for text models and ``neggrad+`` for classifiers
 (approximate; a forget set above 10 % of the rows is flagged, approximate methods drift there).
+A classifier whose training log covers today's rows and whose data has a validation part gets
+``heldout-distill`` instead of ``neggrad+``: on the overfit Fashion-MNIST grid its Avg.Gap is 1.46
+against 3.38 (random 10%) and 0.09 against 0.43 (class 3), at a similar cost.
 
 **Checks** (``oracle="auto"``): R oracles retrained without the rows (default 8, one vectorised
 ensemble where the architecture allows) when their estimated cost fits ``budget`` seconds, and the
@@ -121,6 +124,14 @@ class Bundle:
         return str(self.evidence["verdict"]["overall"])
 
 
+def _distill_ready(log: Any, data: Data, split: ForgetSplit) -> bool:
+    """Whether ``heldout-distill`` can run: a classifier, a held-out part, and a training log whose
+    learning events still describe every training row (earlier deletions remove rows)."""
+    events = getattr(log, "events", None) or {}
+    conf = events.get("confidence")
+    return not isinstance(data, TextData) and data.val is not None and conf is not None and conf.shape[-1] == split.n
+
+
 def plan(
     data: Data,
     resolution: Resolution,
@@ -136,6 +147,7 @@ def plan(
     attacks: Sequence[str] = DEFAULT_ATTACKS,
     retrain_after: int | None = None,
     approximate_so_far: int = 0,
+    distill_ready: bool = False,
 ) -> Plan:
     """Choose the method (for ``auto``) and the kind of checks from the estimated costs.
     ``retrain_after=N``: the N-th approximate request in a row (``approximate_so_far`` before this one,
@@ -158,7 +170,7 @@ def plan(
         if once is not None and once <= retrain_budget:
             method, why = "retrain", f"retraining is estimated at {once:.1f} s (≤ {retrain_budget:g} s): exact deletion"
         else:
-            method = "npo" if text else "neggrad+"
+            method = "npo" if text else ("heldout-distill" if distill_ready else "neggrad+")
             cost = "unknown" if once is None else f"{once:.0f} s"
             kind = "text" if text else "classifier"
             why = f"retraining costs {cost} (> {retrain_budget:g} s or unrecorded): approximate {method}, {kind} model"
@@ -325,6 +337,7 @@ def forget(
         attacks=attacks,
         retrain_after=retrain_after,
         approximate_so_far=int(manifest.get("approximate_since_exact", 0)),
+        distill_ready=_distill_ready(log, data, split),
     )
     if show is not None:
         show(resolution, the_plan)

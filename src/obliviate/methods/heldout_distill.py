@@ -113,6 +113,11 @@ class HeldoutDistill(Method["HeldoutDistill.Params"]):
             )
         else:
             s = learning_event_proxy(ctx.log, p.proxy).float()
+            if s.shape != (ctx.split.n,):
+                raise ValueError(
+                    f"the training log describes {len(s)} rows, the training set has {ctx.split.n} "
+                    "(rows removed since training?): pass scores= for the rows as they are now"
+                )
         if not torch.isfinite(s).all():
             raise ValueError("memorization scores must be finite")
         # a positive floor so the retain sampling weights stay valid when every score is 0
