@@ -343,11 +343,7 @@ def forget(
         show(resolution, the_plan)
     if existing is not None:
         return Bundle(out, existing, reused=True)
-    previous = ledger.read_lines(model_dir)
-    if previous and not ledger.verify(model_dir, check_artifacts=False).ok:
-        raise ValueError(
-            f"the input model's ledger ({model_dir / ledger.LEDGER}) does not verify: {ledger.verify(model_dir)}"
-        )
+    previous = _verified_ledger(model_dir)
 
     dev = torch.device(device) if device is not None else None
     result = unlearn(
@@ -436,6 +432,16 @@ def forget(
 def _partial(out: Path) -> Path:
     """The hidden temporary folder beside ``out`` that a run writes into before renaming it."""
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if out.parent.exists() else None))
+
+
+def _verified_ledger(model_dir: Path) -> list[bytes]:
+    """The input model's ledger lines, refused when its chain does not verify (both forget paths)."""
+    previous = ledger.read_lines(model_dir)
+    if previous and not ledger.verify(model_dir, check_artifacts=False).ok:
+        raise ValueError(
+            f"the input model's ledger ({model_dir / ledger.LEDGER}) does not verify: {ledger.verify(model_dir)}"
+        )
+    return previous
 
 
 def _chain(model_dir: Path, previous: list[bytes], before: dict[str, Any]) -> list[bytes]:
@@ -555,11 +561,7 @@ def _forget_guaranteed(
         show(resolution, the_plan)
     if existing is not None:
         return Bundle(out, existing, reused=True)
-    previous = ledger.read_lines(model_dir)
-    if previous and not ledger.verify(model_dir, check_artifacts=False).ok:
-        raise ValueError(
-            f"the input model's ledger ({model_dir / ledger.LEDGER}) does not verify: {ledger.verify(model_dir)}"
-        )
+    previous = _verified_ledger(model_dir)
     tmp = _partial(out)
     try:
         run = (G.forget_sisa if kind == "sisa" else G.forget_certified)(model_dir, data, resolution, tmp)
