@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data.loading import endless_batches
+from ..train.memorization import learning_event_proxy
 from ..utils import progress_bar
 from .base import Context, Params
 
@@ -260,3 +262,31 @@ def _project(
         out.append(None if g is None and not part.any() else part.view_as(q).to(q.dtype))
         offset += q.numel()
     return out
+
+
+def memorization_scores(ctx: Context, scores: Sequence[float] | None, proxy: str, who: str) -> torch.Tensor:
+    """[N] float64 memorization score per training row (higher = more memorized): ``scores=`` as given,
+    else the original's training-log proxy (``proxy``). Either must describe the rows as they are now
+    and be finite; ``who`` names the method in the errors (RUM and heldout-distill read them)."""
+    if scores is not None:
+        s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+        if s.shape != (ctx.split.n,):
+            raise ValueError(
+                f"scores must have one value per training example: got {tuple(s.shape)}, "
+                f"the training set has {ctx.split.n}"
+            )
+    elif ctx.log is None:
+        raise ValueError(
+            f"{who} needs memorization scores: pass scores=, or an original trained by ob.train "
+            "(its training log holds the learning-event proxies)"
+        )
+    else:
+        s = learning_event_proxy(ctx.log, proxy).double()
+        if s.shape != (ctx.split.n,):
+            raise ValueError(
+                f"the training log describes {len(s)} rows, the training set has {ctx.split.n} "
+                "(rows removed since training?): pass scores= for the rows as they are now"
+            )
+    if not torch.isfinite(s).all():
+        raise ValueError("memorization scores must be finite")
+    return s

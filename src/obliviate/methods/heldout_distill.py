@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data.datasets import subset
 from ..data.loading import batch_of
-from ..train.memorization import learning_event_proxy
 from .base import Context, Method, OptimParams, register
-from .common import epochs, step
+from .common import epochs, memorization_scores, step
 
 
 @register
@@ -97,30 +95,9 @@ class HeldoutDistill(Method["HeldoutDistill.Params"]):
         return model
 
     def _memorization(self, ctx: Context) -> torch.Tensor:
-        """[N] memorization score of every training example (higher = learned later / less)."""
-        p = self.params
-        if p.scores is not None:
-            s = torch.as_tensor(np.asarray(p.scores, dtype=np.float32))
-            if s.shape != (ctx.split.n,):
-                raise ValueError(
-                    f"scores must have one value per training example: got {tuple(s.shape)}, "
-                    f"the training set has {ctx.split.n}"
-                )
-        elif ctx.log is None:
-            raise ValueError(
-                "heldout-distill ranks forget examples by memorization: pass scores=, or an original "
-                "trained by ob.train (its training log holds the learning-event proxies)"
-            )
-        else:
-            s = learning_event_proxy(ctx.log, p.proxy).float()
-            if s.shape != (ctx.split.n,):
-                raise ValueError(
-                    f"the training log describes {len(s)} rows, the training set has {ctx.split.n} "
-                    "(rows removed since training?): pass scores= for the rows as they are now"
-                )
-        if not torch.isfinite(s).all():
-            raise ValueError("memorization scores must be finite")
-        # a positive floor so the retain sampling weights stay valid when every score is 0
+        """[N] memorization score of every training example (higher = learned later / less), shifted
+        to a positive floor so the retain sampling weights stay valid when every score is 0."""
+        s = memorization_scores(ctx, self.params.scores, self.params.proxy, self.name).float()
         return s - s.min() + 1e-3
 
     def _forget_targets(self, ctx: Context, memorized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

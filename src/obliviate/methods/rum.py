@@ -17,9 +17,9 @@ from torch import nn
 
 from ..data.datasets import subset
 from ..data.splits import ForgetSplit
-from ..train.memorization import learning_event_proxy
 from .base import Context, Method, available, register
 from .base import Params as BaseParams
+from .common import memorization_scores
 
 
 @register
@@ -76,21 +76,7 @@ class RUM(Method["RUM.Params"]):
             return [self.base] * self.bins if self.base else list(self.methods)
 
     def _scores(self, ctx: Context) -> torch.Tensor:
-        p = self.params
-        if p.scores is not None:
-            s = torch.as_tensor(np.asarray(p.scores, dtype=np.float64))
-            if s.shape != (ctx.split.n,):
-                raise ValueError(
-                    f"scores must have one value per training example: got {tuple(s.shape)}, "
-                    f"the training set has {ctx.split.n}"
-                )
-            return s
-        if ctx.log is None:
-            raise ValueError(
-                "rum needs memorization scores: pass scores=, or an original trained by ob.train "
-                "(its training log holds the learning-event proxies)"
-            )
-        return learning_event_proxy(ctx.log, p.proxy).double()
+        return memorization_scores(ctx, self.params.scores, self.params.proxy, "rum")
 
     def bins_of(self, ctx: Context, scores: torch.Tensor | None) -> list[torch.Tensor]:
         """The forget ids in processing order, one tensor per bin (training-set positions); ``scores``
