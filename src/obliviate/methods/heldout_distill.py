@@ -61,7 +61,8 @@ class HeldoutDistill(Method["HeldoutDistill.Params"]):
         p = self.params
         memorized = self._memorization(ctx)
         targets, keep = self._forget_targets(ctx, memorized)
-        weights = (1 - p.hard) + p.hard * (memorized[ctx.split.retain_ids] / memorized[ctx.split.retain_ids].mean())
+        retain_mem = memorized[ctx.split.retain_ids]
+        weights = (1 - p.hard) + p.hard * (retain_mem / retain_mem.mean())
         task, opt = ctx.task, p.make_optimizer(model)
         n_f = len(ctx.forget)
         steps = -(-n_f // p.batch_size)
