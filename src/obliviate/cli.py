@@ -248,16 +248,28 @@ def unlearn(
     try:
         model, data, split = _load_inputs(model_dir, dataset, seed, split_file, forget, forget_ids)
         result = ob.unlearn(
-            model, data.train, split, method=method, seed=seed, val=data.val, device=device, **_parse_params(param)
+            model,
+            data.train,
+            split,
+            method=method,
+            seed=seed,
+            val=data.val,
+            task=ob.objectives.task_of(data),
+            device=device,
+            **_parse_params(param),
         )
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     result.save(out)
     report = ob.evaluate(result.model, data, split)
+    if "forget_acc" in report:
+        summary = f"forget acc {100 * report['forget_acc']:.1f}%, test acc {100 * report['test_acc']:.1f}%"
+    else:  # a language model: memorization accuracy and verbatim extraction of the forget rows
+        summary = f"forget MA {report['forget_ma']:.2f}, extracted {100 * report['extraction_forget']:.0f}%"
     console.print(
         f"{method}: {len(split)} examples forgotten in {result.seconds:.2f}s"
         + (" [yellow](diverged: rolled back)[/yellow]" if result.diverged else "")
-        + f"; forget acc {100 * report['forget_acc']:.1f}%, test acc {100 * report['test_acc']:.1f}%; saved to {out}"
+        + f"; {summary}; saved to {out}"
     )
 
 

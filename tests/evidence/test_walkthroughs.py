@@ -102,6 +102,17 @@ def test_text_file_forget_one_person_then_an_entity(tmp_path):
     assert checks["exact_retrain"]["verdict"] == "PASS" and "quantize-int4/extraction" in checks
     assert (tmp_path / "f1" / "tokenizer").is_dir()  # the next request reads the text with the same tokenizer
 
+    # idk writes refusals with the scenario's tokenizer: forget and unlearn hand it over
+    f3, ids_file = tmp_path / "f3", tmp_path / "ids.txt"
+    args = ["--method", "idk", "--param", "max_steps=2", "--param", "stop=none"]
+    request = ["--request", f"subject = '{person}'", "--oracle", "no"]
+    r = runner.invoke(app, ["forget", m, *request, "--out", str(f3), *args])
+    assert r.exit_code in (0, 1, 3), r.output  # a verdict, whichever: two steps need not forget
+    assert _bundle(f3)["method"]["name"] == "idk"
+    ids_file.write_text("\n".join(map(str, json.loads((tmp_path / "f1" / "resolved_ids.json").read_text())["ids"])))
+    r = runner.invoke(app, ["unlearn", m, "--forget-ids", str(ids_file), "--out", str(tmp_path / "u"), *args])
+    assert r.exit_code == 0 and "idk: 4 examples forgotten" in r.output, r.output
+
     # an entity request on the new model: rows naming the entity are deleted; similar rows listed, not added
     target = next(p for p in PEOPLE if p in people and p != person)
     r = runner.invoke(

@@ -24,7 +24,7 @@ from ..data.datasets import Data, SizedDataset, load
 from ..data.splits import ForgetSplit
 from ..io import read_json, write_json
 from ..metrics.catalogue import Modality
-from ..objectives import CausalLMTask, Task
+from ..objectives import task_of
 from ..train.recipe import LM_ARCHITECTURE, Recipe
 from .config import DatasetSpec
 
@@ -77,13 +77,6 @@ def recipe_of(spec: DatasetSpec, data: Data, device: torch.device) -> Recipe:
             over = {**over, "arch_kwargs": {**recipe.arch_kwargs, **over["arch_kwargs"]}}
         recipe = recipe.replace(**over)
     return recipe
-
-
-def task_of(data: Data) -> Task | None:
-    """A text scenario's task with its tokenizer (``idk`` writes refusals with it); else None, so that
-    ``unlearn`` picks the task from the model and rows."""
-    tok = getattr(data, "tokenizer", None)
-    return CausalLMTask(tok) if tok is not None else None
 
 
 def is_lm(recipe: dict[str, Any]) -> bool:

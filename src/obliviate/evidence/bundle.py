@@ -55,6 +55,7 @@ from ..evaluation.oracles import ensemble_seeds
 from ..io import atomic_write_text, load_state, read_json
 from ..methods.unlearn import unlearn
 from ..models.store import load_model, versions
+from ..objectives import task_of
 from ..train import train, train_ensemble
 from ..train.recipe import Recipe
 from . import checks as C
@@ -354,6 +355,7 @@ def forget(
         seed=seed,
         recipe=recipe,
         val=data.val,
+        task=task_of(data),
         device=device,
         progress=False,
         **(params or {}),

@@ -3,7 +3,7 @@
 from torch import nn
 from torch.utils.data import Subset
 
-from ..data.datasets import SizedDataset
+from ..data.datasets import Data, SizedDataset
 from .base import Task
 from .causal_lm import CausalLMTask
 from .classification import ClassificationTask, kd_kl
@@ -30,4 +30,11 @@ def task_for(model: nn.Module, dataset: SizedDataset) -> Task:
     return classification_task_for(model, dataset)
 
 
-__all__ = ["CausalLMTask", "ClassificationTask", "DiffusionTask", "Task", "kd_kl", "task_for"]
+def task_of(data: Data) -> Task | None:
+    """A text scenario's task with its tokenizer (``idk`` writes refusals with it), for callers that
+    hold the whole ``Data``; else None, so that ``unlearn`` picks the task from the model and rows."""
+    tok = getattr(data, "tokenizer", None)
+    return CausalLMTask(tok) if tok is not None else None
+
+
+__all__ = ["CausalLMTask", "ClassificationTask", "DiffusionTask", "Task", "kd_kl", "task_for", "task_of"]
