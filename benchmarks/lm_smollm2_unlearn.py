@@ -1,15 +1,18 @@
 """ob.unlearn on a real pretrained LM: SmolLM2-135M-Instruct with LoRA, end to end on 2 CPU cores.
 
 Teach the model 8 fictitious people's secret-id sentences (LoRA r = 8 through ``ob.lm.train``), then
-forget 4 of them with ``npo`` (per-sequence stop at γ_max, calibrated on 4 people never taught) and
-``sga``, and report per-sequence memorization and secret extraction for forgotten, retained and
-never-taught people. Needs the SmolLM2 wheel and gguf (see obliviate.lm.hub.smollm2).
+forget 4 of them with ``npo`` (per-sequence stop at γ_max, calibrated on 4 people never taught),
+``sga``, and issue 18's best LM setting unchanged (``npo`` selective with the retained people anchored
+by KL, α 5, as in ``frontier-lm-people.yaml``), and report per-sequence memorization and secret
+extraction for forgotten, retained and never-taught people. Needs the SmolLM2 wheel and gguf (see
+obliviate.lm.hub.smollm2).
 
-Usage: python benchmarks/lm_smollm2_unlearn.py   (~2 min; writes results/lm/smollm2-unlearn.json)
+Usage: python benchmarks/lm_smollm2_unlearn.py [--threads 2]   (~10 min; writes results/lm/smollm2-unlearn.json)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -26,8 +29,14 @@ from obliviate.objectives import CausalLMTask
 OUT = Path(__file__).parent / "results" / "lm" / "smollm2-unlearn.json"
 
 
+#: issue 18's LM setting, as frontier-lm-people.yaml runs it on the tiny GPT (max_steps at its default)
+FRONTIER = {"selective": True, "gamma_stat": "max", "lr": 1e-3, "batch_size": 32, "alpha": 5.0, "retain": "kl"}
+
+
 def main() -> None:
-    torch.set_num_threads(2)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    torch.set_num_threads(ap.parse_args().threads)
     start = time.perf_counter()
     model, tok = load_causal_lm(smollm2(), lora={"r": 8, "lora_alpha": 16})
     pop = People.generate(12, seed=1)
@@ -54,12 +63,13 @@ def main() -> None:
         }
 
     result = {"train_seconds": log.seconds, "train_loss": [log.loss[0], log.loss[-1]], "original": judge(model)}
-    for name, kw in (
-        ("npo", {"gamma_stat": "max", "lr": 1e-3, "max_steps": 30}),
-        ("sga", {"stop": "sequence", "gamma_stat": "max", "lr": 3e-4, "max_steps": 30, "grad_clip": 1.0}),
+    for label, name, kw in (
+        ("npo", "npo", {"gamma_stat": "max", "lr": 1e-3, "max_steps": 30}),
+        ("sga", "sga", {"stop": "sequence", "gamma_stat": "max", "lr": 3e-4, "max_steps": 30, "grad_clip": 1.0}),
+        ("npo selective kl a5", "npo", FRONTIER),
     ):
         res = ob.unlearn(model, data, split, name, val=held, task=CausalLMTask(tok), progress=False, **kw)
-        result[name] = {**judge(res.model), "seconds": res.seconds, "steps": res.history[-1], "notes": res.notes}
+        result[label] = {**judge(res.model), "seconds": res.seconds, "steps": res.history[-1], "notes": res.notes}
     result["seconds"] = time.perf_counter() - start
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1))

@@ -56,7 +56,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
         "Sequential requests on randhie",
         ("`benchmarks/tabular_requests.py`: five predicate deletions, each vs its own oracle"),
     ),
-    "neurips23": ("NeurIPS 2023 score", "`benchmarks/neurips23_digits.py`"),
+    "neurips23": ("NeurIPS 2023 score", "`benchmarks/neurips23.py`"),
     "ensemble": ("Ensemble", "`benchmarks/ensemble_speed.py`: K oracles as one vectorised ensemble"),
     "mia-fix": ("MIA-efficacy fix", "`benchmarks/mia_before_after.py`: the old vs SalUn's MIA-efficacy"),
     "lm": ("Language models (older runs)", "the LM benchmark scripts and the pre-grid lm-demo's other methods"),

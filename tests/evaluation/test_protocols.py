@@ -36,11 +36,18 @@ def forget_quality(eps, n_models):
     return float(np.mean(points))
 
 
-def test_neurips23_protocol_scores_are_the_released_scorers(digits, small):
+def test_neurips23_protocol_scores_are_the_released_scorers(digits, small, monkeypatch):
     original, split = small
-    kw = {"protocol": "neurips23", "n_models": 6, "progress": False}
+    trained = []
+    train_ensemble = ob.evaluation.protocols.train_ensemble
+    monkeypatch.setattr(
+        ob.evaluation.protocols, "train_ensemble", lambda *a, **k: trained.append(1) or train_ensemble(*a, **k)
+    )
+    kw = {"protocol": "neurips23", "n_models": 6, "progress": False, "cache": {}}
     retrain = ob.evaluate(original, digits, split, method="retrain", **kw)
     nothing = ob.evaluate(original, digits, split, method="none", **kw)
+    assert len(trained) == 1  # both methods are scored against the one cached ensemble
+    np.testing.assert_array_equal(retrain.details["oracle_confidences"], nothing.details["oracle_confidences"])
     for rep in (retrain, nothing):
         u, o, eps = (rep.details[k] for k in ("unlearned_confidences", "oracle_confidences", "epsilons"))
         assert u.shape == o.shape == (6, len(split)) and eps.shape == (len(split),)

@@ -238,7 +238,8 @@ def evaluate(
     and ``n_models`` oracles are trained as one vectorised ensemble (see
     :func:`obliviate.evaluation.protocols.neurips23`).
     ``cache``: a dict kept across calls that share oracles (a grid's cells): each oracle's outputs
-    and metric values are then computed once, not once per call. ``report.details["outputs"]``
+    and metric values are then computed once, not once per call (with ``protocol="neurips23"``: the
+    oracle ensemble is trained once for every method scored against it). ``report.details["outputs"]``
     holds the model's own outputs (logits and labels per view, or per-sequence scores) for further analysis.
 
     Causal LMs (``data`` a :class:`~obliviate.data.TextData`): the rows are per-sequence
@@ -287,6 +288,7 @@ def evaluate(
             n_models=n_models,
             seed=seed,
             device=device,
+            cache=cache,
             **method_overrides,
         )
     if protocol != "oracle":
