@@ -51,6 +51,9 @@ def test_people_is_text_data_with_the_scenarios_sets():
     assert mine.test.texts == ["an unseen text."] and ob.Recipe.default_for(mine).input_shape == (16,)
     with pytest.raises(ValueError, match="defines no forget set"):
         mine.forget_split()
+    # load's seed is the scenario's seed too (it used to seed only the validation split)
+    other = ob.datasets.load("people", seed=1, **SCENARIO)
+    assert other.train.texts == make_scenario(**SCENARIO, seed=1).train.texts != sc.train.texts
 
 
 def test_paraphrase_probe_asks_for_the_secret_in_words_never_trained():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -355,6 +356,8 @@ def load(name: str, *, val_fraction: float = 0.0, seed: int = 0, **kwargs) -> Da
     :func:`obliviate.lm.scenario.load_people`), or an ``.npz`` file by path.
 
     ``val_fraction`` > 0 carves a validation set out of the test set (see :meth:`Data.with_validation`).
+    ``seed`` seeds that split, and the dataset's own generation where its loader takes a seed (the
+    people scenario: which people, secrets and text), so ``load("people", seed=1)`` is another scenario.
     """
     if name.endswith(".npz"):
         data = from_npz(name)
@@ -366,5 +369,9 @@ def load(name: str, *, val_fraction: float = 0.0, seed: int = 0, **kwargs) -> Da
 
             module, _, attr = ENTRY_POINTS[name].partition(":")
             _LOADERS[name] = getattr(importlib.import_module(module), attr)
-        data = {**_builtins(), **_LOADERS}[name](**kwargs)
+        loader = {**_builtins(), **_LOADERS}[name]
+        params = inspect.signature(loader).parameters.values()
+        if any(q.name == "seed" or q.kind is q.VAR_KEYWORD for q in params):
+            kwargs = {"seed": seed, **kwargs}
+        data = loader(**kwargs)
     return data.with_validation(val_fraction, seed) if val_fraction else data
