@@ -1,9 +1,11 @@
-"""Small shared helpers: device choice, seeded RNG scopes, eval-mode scopes and progress bars."""
+"""Small shared helpers: device choice, seeded RNG scopes, eval-mode scopes, progress bars and a
+cache kept across evaluation calls."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,3 +51,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def progress_bar(total: int, desc: str, progress: bool | None) -> tqdm:
     """A tqdm bar: ``progress=None`` shows it only on a terminal, True/False force it on/off."""
     return tqdm(total=total, desc=desc, disable=None if progress is None else not progress, leave=False)
+
+
+def cached(cache: dict | None, key: tuple, owner: object, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per ``key`` in a cache kept across calls (a grid's cells); no cache, no
+    memo. The entry holds ``owner`` (the object the key's ``id()`` names), so a recycled id never
+    returns another object's entry."""
+    if cache is None:
+        return compute()
+    if key not in cache or cache[key][0] is not owner:
+        cache[key] = (owner, compute())
+    return cache[key][1]

@@ -25,7 +25,7 @@ from ..metrics.lm import Calibration
 from ..models.architectures import build
 from ..models.diffusion import Denoiser
 from ..objectives import CausalLMTask, ClassificationTask, DiffusionTask, Task
-from ..utils import seeded
+from ..utils import cached, seeded
 from .attacks import Attack, Relearn, parse_attacks
 from .generative import SamplingPlan, evaluate_diffusion
 from .report import Report, split_views
@@ -354,7 +354,7 @@ def evaluate(
             outs = outputs(m)
             return outs, _model_values(specs, outs)
 
-        return _pinned(cache, (id(m), tuple(names), seed, split.hash, id(data), id(original)), m, compute)
+        return cached(cache, (id(m), tuple(names), seed, split.hash, id(data), id(original)), m, compute)
 
     for a in attack_list:  # before any work: an attack that cannot apply would report a false pass
         why = a.unfit(net, data, split)
@@ -437,7 +437,7 @@ def _attacked(
     curves: dict[str, dict] = {}
 
     def memo(key: tuple, m: nn.Module, compute: Callable[[], Any]) -> Any:
-        return compute() if m is models[0] else _pinned(cache, key, m, compute)  # the model judged changes
+        return compute() if m is models[0] else cached(cache, key, m, compute)  # the model judged changes
 
     def before(m: nn.Module, measured: ForgetSplit) -> float:
         """The forget metric of the unattacked model on the rows the attack is measured on."""
@@ -483,14 +483,4 @@ def _attacked(
 
 def _calibration(original: nn.Module, data: TextData, device: torch.device | None, cache: dict | None) -> Calibration:
     """The original's γ and perplexity, once per (original, data) when a cache is kept."""
-    return _pinned(cache, ("calibration", id(original), id(data)), original, lambda: calibrate(original, data, device))
-
-
-def _pinned(cache: dict | None, key: tuple, owner: nn.Module, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per ``key`` in a cache kept across calls (a grid's cells). The entry holds
-    ``owner``, the model the key's ``id()`` names, so a recycled id never returns another model's entry."""
-    if cache is None:
-        return compute()
-    if key not in cache or cache[key][0] is not owner:
-        cache[key] = (owner, compute())
-    return cache[key][1]
+    return cached(cache, ("calibration", id(original), id(data)), original, lambda: calibrate(original, data, device))

@@ -10,7 +10,7 @@ the models'. The report has, per metric, the model's value, oracle A's, the gap 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..metrics.generative import GenerativeOutputs, frechet_distance, per_class_
 from ..models.diffusion import Denoiser, check_guidance, sample
 from ..train.loop import train
 from ..train.recipe import Recipe
-from ..utils import eval_mode
+from ..utils import cached, eval_mode
 from .report import Report
 
 
@@ -106,16 +106,6 @@ def generative_outputs(
 DIFFUSION_METRICS = available(Modality.DIFFUSION)
 
 
-def _cached(cache: dict | None, key: tuple, owner: object, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per ``key`` in a cache kept across calls; the entry holds ``owner`` (the
-    object the key's ``id()`` names), so a recycled id never returns another object's entry."""
-    if cache is None:
-        return compute()
-    if key not in cache or cache[key][0] is not owner:
-        cache[key] = (owner, compute())
-    return cache[key][1]
-
-
 def evaluate_generative(
     model: Denoiser,
     data: Data,
@@ -156,14 +146,14 @@ def evaluate_generative(
         raise ValueError(f"unknown metrics {wrong} for diffusion models; available: {DIFFUSION_METRICS}")
     chosen = [s for s in specs if s is not None]
     ref_key = ("diffusion-reference", id(classifier), id(data))
-    reference = _cached(cache, ref_key, classifier, lambda: reference_features(classifier, data))
+    reference = cached(cache, ref_key, classifier, lambda: reference_features(classifier, data))
     oracles = [] if oracle is None else [oracle] if isinstance(oracle, Denoiser) else list(oracle)
     key = (tuple(forget), plan, id(classifier), id(data))
 
     def outputs(m: Denoiser) -> tuple[GenerativeOutputs, torch.Tensor]:
         compute = lambda: generative_outputs(m, classifier, reference, forget, plan, device)  # noqa: E731
         if any(m is o for o in oracles):  # an oracle: sampled once per plan across calls
-            return _cached(cache, ("diffusion-samples", id(m), *key), m, compute)
+            return cached(cache, ("diffusion-samples", id(m), *key), m, compute)
         return compute()
 
     outs, images = outputs(model)
@@ -220,7 +210,7 @@ def evaluate_diffusion(
         if extra:
             raise ValueError(f"unknown sampling fields {sorted(extra)}; known: {known}")
         plan = SamplingPlan(**{"seed": seed, **(sampling or {})})
-    judge = _cached(cache, ("diffusion-judge", id(data)), data, lambda: train_judge(data, seed=0))
+    judge = cached(cache, ("diffusion-judge", id(data)), data, lambda: train_judge(data, seed=0))
     return evaluate_generative(
         model,
         data,

@@ -19,7 +19,7 @@ from ..models.log import training_log
 from ..objectives import ClassificationTask
 from ..train.ensemble import train_ensemble
 from ..train.recipe import Recipe
-from ..utils import progress_bar
+from ..utils import cached, progress_bar
 from .oracles import ensemble_seeds
 from .report import Report, split_views
 
@@ -49,7 +49,7 @@ def neurips23(
     from :func:`~obliviate.metrics.neurips23_score`, the final score is
     F x RA_U/RA_R x TA_U/TA_R with mean accuracies over the runs. ``report.details`` holds
     ``epsilons`` [examples] and the confidence arrays. ``cache``: a dict kept across calls that
-    score several methods against the same oracles (same recipe, split, seed and ``n_models``); the
+    score several methods against the same oracles (same data, recipe, split, seed and ``n_models``); the
     ensemble is then trained once, and ``details["oracle_seconds"]`` is its one training time.
     """
     if n_models < 2:
@@ -63,21 +63,18 @@ def neurips23(
     task = ClassificationTask(data.num_classes)
     forget_y, retain_y, test_y = (labels_of(views[v]) for v in ("forget", "retain", "test"))
 
-    rows = data.train.fingerprint() if hasattr(data.train, "fingerprint") else id(data.train)
-    key = ("neurips23", rows, json.dumps(recipe.to_dict(), sort_keys=True), split.hash, seed, n_models)
-    if cache is None or key not in cache:
+    def oracles() -> tuple[torch.Tensor, float, float, float]:
         start = time.perf_counter()
         ensemble = train_ensemble(
             recipe, views["retain"], ensemble_seeds(seed, n_models), device=device, progress=progress
         )
-        oracle_seconds = time.perf_counter() - start
-        oracle_conf = logit_scaled_confidence(ensemble.predict(views["forget"]), forget_y)
-        ra_r = accuracy(ensemble.predict(views["retain"]), retain_y)  # [K, N, C] vs [N]: mean over members
-        ta_r = accuracy(ensemble.predict(views["test"]), test_y)
-        if cache is not None:
-            cache[key] = (oracle_conf, ra_r, ta_r, oracle_seconds)
-    else:
-        oracle_conf, ra_r, ta_r, oracle_seconds = cache[key]
+        seconds = time.perf_counter() - start
+        conf = logit_scaled_confidence(ensemble.predict(views["forget"]), forget_y)
+        ra = accuracy(ensemble.predict(views["retain"]), retain_y)  # [K, N, C] vs [N]: mean over members
+        return conf, ra, accuracy(ensemble.predict(views["test"]), test_y), seconds
+
+    key = ("neurips23", id(data.train), json.dumps(recipe.to_dict(), sort_keys=True), split.hash, seed, n_models)
+    oracle_conf, ra_r, ta_r, oracle_seconds = cached(cache, key, data.train, oracles)
 
     conf, ra_u, ta_u, seconds = [], [], [], []
     bar = progress_bar(n_models, f"{method} x{n_models}", progress)
