@@ -7,7 +7,8 @@ by KL, α 5, as in ``frontier-lm-people.yaml``), and report per-sequence memoriz
 extraction for forgotten, retained and never-taught people. Needs the SmolLM2 wheel and gguf (see
 obliviate.lm.hub.smollm2).
 
-Usage: python benchmarks/lm_smollm2_unlearn.py [--threads 2]   (~10 min; writes results/lm/smollm2-unlearn.json)
+Usage: python benchmarks/lm_smollm2_unlearn.py [--threads 2]   (writes results/lm/smollm2-unlearn.json; the last
+run took 47 min with the cores shared, 31 of them the KL-anchored setting's 100 steps)
 """
 
 from __future__ import annotations
