@@ -10,7 +10,7 @@ as one vectorised ensemble (trained once, shared by every method) + N unlearning
 Usage: python benchmarks/neurips23.py [--n 64] [--methods retrain,none,neggrad+,scrub]
        python benchmarks/neurips23.py --dataset fashion-mnist --train-size 10000 --n 32 \
            --methods retrain,heldout-distill,none
-       (64 trainings of 40 epochs at 3.5-4.2 s per 10k-row epoch: about 3 h of one core)
+       (measured: 2 h 7 min on 2 idle cores; 32 oracles as one ensemble 76 min, 32 retrains 46 min)
 """
 
 from __future__ import annotations
