@@ -35,7 +35,9 @@ Measured with ``benchmarks/ensemble_speed.py`` on 2 otherwise idle CPU cores: 64
 whole-model ``vmap`` with the per-tensor optimiser: 3.5x). The stacked step is bound by matmul
 arithmetic (~80% of the cores' fp32 peak at 256 hidden units) while a sequential step is bound by
 per-step overhead, so the speed-up grows as models shrink: 10-17x with 32-128 hidden units. The small
-CNN gains ~1-1.3x: its convolutions keep the cores busy one model at a time already.
+CNN gains ~1-1.3x on 8x8 digits: its convolutions keep the cores busy one model at a time already.
+On 28x28 Fashion-MNIST (10k images, 40 epochs) it loses: 32 members took 142 s each against 80 s for
+one ``train`` call (``benchmarks/neurips23.py --dataset fashion-mnist``), so there a loop is faster.
 """
 
 from __future__ import annotations
